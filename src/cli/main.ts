@@ -1,0 +1,49 @@
+import { Command, CommanderError } from 'commander';
+import { errorMessage, SlipwayError } from '../errors.js';
+import { slipwayHome } from '../home.js';
+import { registerImageCommands } from './image.js';
+
+export interface Globals {
+  json: boolean;
+  quiet: boolean;
+  home: string;
+}
+
+/** Parses argv, runs one command, and turns every failure into a message and an exit code (0, 1, 2). */
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('slipway')
+    .description('Ship apps, not containers: build slugs on shared stacks, release, restrict, rebase, run anywhere.')
+    .version('0.1.0')
+    .option('--json', 'machine-readable output on stdout')
+    .option('-q, --quiet', 'no progress output')
+    .option('--home <dir>', 'state directory (default $SLIPWAY_HOME or ~/.local/share/slipway)')
+    .showHelpAfterError()
+    .exitOverride();
+  const globals = (): Globals => {
+    const o = program.opts<{ json?: boolean; quiet?: boolean; home?: string }>();
+    return { json: o.json === true, quiet: o.quiet === true, home: o.home ?? slipwayHome() };
+  };
+  registerImageCommands(program, globals);
+  for (const c of program.commands) c.exitOverride().showHelpAfterError();
+  for (const c of program.commands.flatMap((c) => c.commands)) c.exitOverride();
+
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+      return 2;
+    }
+    const json = process.argv.includes('--json');
+    if (err instanceof SlipwayError) {
+      if (json) process.stdout.write(`${JSON.stringify({ error: err.message, ...(err.hint && { hint: err.hint }) })}\n`);
+      process.stderr.write(`error: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`);
+      return err.exitCode;
+    }
+    const e = err as NodeJS.ErrnoException;
+    process.stderr.write(`error: ${errorMessage(err)}\n`);
+    if (process.env.SLIPWAY_DEBUG) process.stderr.write(`${e.stack ?? ''}\n`);
+    return 1;
+  }
+}

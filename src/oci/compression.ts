@@ -1,0 +1,89 @@
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { createGunzip, createGzip, constants as zlib } from 'node:zlib';
+import { Decompress as ZstdDecompress } from 'fzstd';
+import { pipeline } from 'node:stream/promises';
+import { IntegrityError, SlipwayError } from '../errors.js';
+import type { Compression } from './mediatypes.js';
+
+/** Pinned so the same tar always gives the same compressed digest. */
+export const GZIP_LEVEL = 6;
+
+export function detectCompression(head: Uint8Array): Compression {
+  if (head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return 'zstd';
+  return 'none';
+}
+
+class ZstdStream extends Transform {
+  private readonly z: ZstdDecompress;
+
+  constructor() {
+    super();
+    this.z = new ZstdDecompress((chunk) => {
+      this.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    });
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    try {
+      this.z.push(new Uint8Array(chunk));
+      cb();
+    } catch (err) {
+      cb(err as Error);
+    }
+  }
+
+  override _flush(cb: TransformCallback): void {
+    try {
+      this.z.push(new Uint8Array(0), true);
+      cb();
+    } catch (err) {
+      cb(err as Error);
+    }
+  }
+}
+
+/**
+ * Decompresses a layer stream by sniffing its first bytes (media types lie: Docker
+ * archives label plain tars as gzip). Errors name the layer and say it is truncated
+ * or corrupt instead of zlib's terse codes.
+ */
+export async function* decompress(source: AsyncIterable<Buffer | Uint8Array>, where: string): AsyncGenerator<Buffer> {
+  const it = source[Symbol.asyncIterator]();
+  let first = await it.next();
+  while (!first.done && first.value.length < 4) {
+    const more = await it.next();
+    if (more.done) break;
+    first = { done: false, value: Buffer.concat([first.value, more.value]) };
+  }
+  if (first.done) return;
+  const head = Buffer.from(first.value);
+  const rest = (async function* () {
+    yield head;
+    while (true) {
+      const n = await it.next();
+      if (n.done) return;
+      yield Buffer.isBuffer(n.value) ? n.value : Buffer.from(n.value);
+    }
+  })();
+  const kind = detectCompression(head);
+  if (kind === 'none') {
+    yield* rest;
+    return;
+  }
+  const inflater = kind === 'gzip' ? createGunzip({ chunkSize: 128 * 1024 }) : new ZstdStream();
+  // pipeline, not pipe: a failing source must fail the inflater too.
+  pipeline(Readable.from(rest), inflater).catch(() => undefined);
+  try {
+    for await (const chunk of inflater) yield chunk as Buffer;
+  } catch (err) {
+    if (err instanceof SlipwayError) throw err;
+    const e = err as NodeJS.ErrnoException;
+    const detail = e.code === 'Z_BUF_ERROR' || /unexpected end/i.test(e.message) ? 'is truncated' : `is corrupt (${e.message})`;
+    throw new IntegrityError(`${where}: ${kind} data ${detail}`, 'fetch or rebuild the layer; nothing was written');
+  }
+}
+
+export function gzipStream(level = GZIP_LEVEL): Transform {
+  return createGzip({ level, chunkSize: 128 * 1024, memLevel: 9, strategy: zlib.Z_DEFAULT_STRATEGY });
+}

@@ -1,0 +1,175 @@
+import { execFile } from 'node:child_process';
+import { constants, createWriteStream } from 'node:fs';
+import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, rm, symlink, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import { setAttribute } from 'fs-xattr';
+import { UnsafeArchiveError } from '../../errors.js';
+import type { TarHeader } from './header.js';
+import { DEFAULT_LIMITS, readTar, type TarLimits } from './reader.js';
+
+const run = promisify(execFile);
+
+export const WHITEOUT_PREFIX = '.wh.';
+export const OPAQUE_WHITEOUT = '.wh..wh..opq';
+
+export interface ExtractOptions {
+  limits?: TarLimits;
+  /** Set numeric owners from the layer (needs root). Default: when running as root. */
+  preserveOwners?: boolean;
+  /** Device nodes and FIFOs: create them (needs root) or skip them. Default: create when root. */
+  devices?: 'create' | 'skip';
+  /** Apply whiteouts (layer on top of lower layers). Default true. */
+  whiteouts?: boolean;
+}
+
+export interface ExtractStats {
+  entries: number;
+  bytes: number;
+  whiteouts: number;
+  /** Entries or attributes that could not be created here (devices, privileged xattrs). */
+  skipped: string[];
+}
+
+const isRoot = (): boolean => process.getuid?.() === 0;
+
+/**
+ * Extracts one layer into `target`, over whatever lower layers are already there.
+ * Never follows a symlink while writing, never writes outside `target`; whiteouts
+ * only remove what lower layers put there, as the OCI spec requires.
+ */
+export async function extractLayer(
+  tar: AsyncIterable<Buffer | Uint8Array>,
+  target: string,
+  where: string,
+  opts: ExtractOptions = {},
+): Promise<ExtractStats> {
+  const preserveOwners = opts.preserveOwners ?? isRoot();
+  const devices = opts.devices ?? (isRoot() ? 'create' : 'skip');
+  const applyWhiteouts = opts.whiteouts ?? true;
+  const stats: ExtractStats = { entries: 0, bytes: 0, whiteouts: 0, skipped: [] };
+  const created = new Set<string>();
+  const safeDirs = new Set<string>(['']);
+  const dirs: TarHeader[] = [];
+
+  /** Ensures every parent of `path` is a real directory inside target (never a symlink). */
+  async function ensureParents(path: string, label: string): Promise<void> {
+    const parts = path.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const rel = parts.slice(0, i).join('/');
+      if (safeDirs.has(rel)) continue;
+      const st = await lstat(join(target, rel)).catch(() => undefined);
+      if (st === undefined) {
+        await mkdir(join(target, rel), { mode: 0o755 });
+      } else if (st.isSymbolicLink()) {
+        throw new UnsafeArchiveError(`${label}: would be written through the symlink "${rel}"`, 'the archive is refused');
+      } else if (!st.isDirectory()) {
+        throw new UnsafeArchiveError(`${label}: parent "${rel}" is not a directory`);
+      }
+      safeDirs.add(rel);
+    }
+  }
+
+  function forget(path: string): void {
+    for (const d of safeDirs) if (d === path || d.startsWith(`${path}/`)) safeDirs.delete(d);
+  }
+
+  async function removeLower(path: string): Promise<void> {
+    forget(path);
+    await rm(join(target, path), { recursive: true, force: true });
+  }
+
+  for await (const { header: h, body } of readTar(tar, where, opts.limits ?? DEFAULT_LIMITS)) {
+    const label = `${where}: entry "${h.path}"`;
+    const slash = h.path.lastIndexOf('/');
+    const dir = slash === -1 ? '' : h.path.slice(0, slash);
+    const base = h.path.slice(slash + 1);
+    await ensureParents(h.path, label);
+
+    if (base.startsWith(WHITEOUT_PREFIX) && applyWhiteouts) {
+      stats.whiteouts++;
+      if (base === OPAQUE_WHITEOUT) {
+        for (const child of await readdir(join(target, dir)).catch(() => [] as string[])) {
+          const rel = dir ? `${dir}/${child}` : child;
+          if (!created.has(rel)) await removeLower(rel);
+        }
+      } else {
+        const victim = (dir ? `${dir}/` : '') + base.slice(WHITEOUT_PREFIX.length);
+        if (!created.has(victim)) await removeLower(victim);
+      }
+      continue;
+    }
+
+    const dest = join(target, h.path);
+    const existing = await lstat(dest).catch(() => undefined);
+    if (existing && !(existing.isDirectory() && h.type === 'dir')) await removeLower(h.path);
+    created.add(h.path);
+    stats.entries++;
+
+    switch (h.type) {
+      case 'dir':
+        if (!existing?.isDirectory()) await mkdir(dest, { mode: 0o700 });
+        await chmod(dest, 0o700 | h.mode);
+        safeDirs.add(h.path);
+        dirs.push(h);
+        break;
+      case 'file': {
+        const fh = await open(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+        await pipeline(Readable.from(body), createWriteStream('', { fd: fh.fd, autoClose: false }));
+        await fh.close();
+        stats.bytes += h.size;
+        break;
+      }
+      case 'symlink':
+        await symlink(h.linkTarget!, dest);
+        break;
+      case 'hardlink': {
+        await ensureParents(h.linkTarget!, `${label} (hardlink target)`);
+        const st = await lstat(join(target, h.linkTarget!)).catch(() => undefined);
+        if (st === undefined || st.isDirectory() || st.isSymbolicLink()) {
+          throw new UnsafeArchiveError(`${label}: hardlink target "${h.linkTarget}" is missing or not a file`, 'the archive is refused');
+        }
+        await link(join(target, h.linkTarget!), dest);
+        continue; // a hardlink shares its target's metadata
+      }
+      case 'char':
+      case 'block':
+      case 'fifo':
+        if (devices === 'skip') {
+          stats.skipped.push(h.path);
+          created.delete(h.path);
+          stats.entries--;
+          continue;
+        }
+        if (h.type === 'fifo') await run('mkfifo', ['-m', '600', dest]);
+        else await run('mknod', ['-m', '600', dest, h.type === 'char' ? 'c' : 'b', String(h.devMajor ?? 0), String(h.devMinor ?? 0)]);
+        break;
+    }
+    if (h.type === 'dir') continue; // metadata applied at the end, after children exist
+    await applyMetadata(dest, h, preserveOwners, stats);
+  }
+
+  // Deepest first, so setting a parent's mode or mtime is the last touch it gets.
+  for (const h of dirs.reverse()) await applyMetadata(join(target, h.path), h, preserveOwners, stats);
+  return stats;
+}
+
+async function applyMetadata(dest: string, h: TarHeader, preserveOwners: boolean, stats: ExtractStats): Promise<void> {
+  // chown clears setuid bits and file capabilities, so it comes first.
+  if (preserveOwners) await lchown(dest, h.uid, h.gid);
+  if (h.type !== 'symlink') {
+    await chmod(dest, h.mode);
+    for (const [name, value] of Object.entries(h.xattrs ?? {})) {
+      await setAttribute(dest, name, value).catch((err: NodeJS.ErrnoException) => {
+        // Unprivileged extraction cannot set security.* or trusted.*: report it and go on.
+        if (err.code !== 'EPERM' && err.code !== 'ENOTSUP') throw err;
+        stats.skipped.push(`${h.path} (xattr ${name})`);
+      });
+    }
+    await utimes(dest, h.mtime, h.mtime);
+  } else {
+    await lutimes(dest, h.mtime, h.mtime);
+  }
+}

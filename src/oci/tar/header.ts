@@ -1,0 +1,215 @@
+/**
+ * The tar entry model and the ustar/PAX header codec. Our own because layers need
+ * byte-exact binary xattrs (security.capability) in PAX records and full control
+ * over every header byte for reproducible digests; no npm tar package does both.
+ */
+export type EntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
+
+export interface TarHeader {
+  /** Relative, normalized, no leading "./" or "/", no trailing "/". */
+  path: string;
+  type: EntryType;
+  /** Permission bits including setuid/setgid/sticky (07777). */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Body length; 0 for everything but regular files. */
+  size: number;
+  /** Seconds since the epoch. */
+  mtime: number;
+  /** Symlink target, or the path a hardlink refers to. */
+  linkTarget?: string;
+  devMajor?: number;
+  devMinor?: number;
+  xattrs?: Record<string, Buffer>;
+  uname?: string;
+  gname?: string;
+}
+
+export const BLOCK = 512;
+
+const TYPEFLAG: Record<EntryType, string> = {
+  file: '0',
+  hardlink: '1',
+  symlink: '2',
+  char: '3',
+  block: '4',
+  dir: '5',
+  fifo: '6',
+};
+
+export const TYPE_BY_FLAG: Record<string, EntryType> = {
+  '0': 'file',
+  '\0': 'file',
+  '7': 'file',
+  '1': 'hardlink',
+  '2': 'symlink',
+  '3': 'char',
+  '4': 'block',
+  '5': 'dir',
+  '6': 'fifo',
+};
+
+const MAX_OCTAL = (len: number): number => 8 ** (len - 1) - 1;
+
+function writeString(buf: Buffer, s: string, offset: number, len: number): void {
+  buf.write(s, offset, len, 'utf8');
+}
+
+function writeOctal(buf: Buffer, n: number, offset: number, len: number): void {
+  buf.write(n.toString(8).padStart(len - 1, '0') + '\0', offset, len, 'ascii');
+}
+
+/** One PAX record: "LEN key=value\n" where LEN counts the whole record in bytes. */
+function paxRecord(key: string, value: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from(` ${key}=`), value, Buffer.from('\n')]);
+  let len = body.length + 1;
+  while (String(len).length + body.length > len) len++;
+  return Buffer.concat([Buffer.from(String(len)), body]);
+}
+
+function fitsName(s: string, len: number): boolean {
+  return Buffer.byteLength(s) <= len && /^[\x20-\x7e]*$/.test(s);
+}
+
+function ustarBlock(h: TarHeader, name: string, flag: string, size: number, linkname: string): Buffer {
+  const buf = Buffer.alloc(BLOCK);
+  writeString(buf, name, 0, 100);
+  writeOctal(buf, h.mode & 0o7777, 100, 8);
+  writeOctal(buf, Math.min(h.uid, MAX_OCTAL(8)), 108, 8);
+  writeOctal(buf, Math.min(h.gid, MAX_OCTAL(8)), 116, 8);
+  writeOctal(buf, Math.min(size, MAX_OCTAL(12)), 124, 12);
+  writeOctal(buf, Math.max(0, Math.min(h.mtime, MAX_OCTAL(12))), 136, 12);
+  buf.fill(' ', 148, 156);
+  buf.write(flag, 156, 1, 'ascii');
+  writeString(buf, linkname, 157, 100);
+  buf.write('ustar\x0000', 257, 8, 'binary');
+  writeString(buf, h.uname ?? '', 265, 32);
+  writeString(buf, h.gname ?? '', 297, 32);
+  writeOctal(buf, h.devMajor ?? 0, 329, 8);
+  writeOctal(buf, h.devMinor ?? 0, 337, 8);
+  let sum = 0;
+  for (const b of buf) sum += b;
+  buf.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'ascii');
+  return buf;
+}
+
+export function padding(size: number): number {
+  return (BLOCK - (size % BLOCK)) % BLOCK;
+}
+
+/** Encodes a header (with a PAX extended header first when any field does not fit ustar). */
+export function encodeHeader(h: TarHeader): Buffer {
+  const name = h.type === 'dir' ? `${h.path}/` : h.path;
+  const link = h.linkTarget ?? '';
+  const records: Buffer[] = [];
+  if (!fitsName(name, 100)) records.push(paxRecord('path', Buffer.from(name)));
+  if (!fitsName(link, 100)) records.push(paxRecord('linkpath', Buffer.from(link)));
+  if (h.size > MAX_OCTAL(12)) records.push(paxRecord('size', Buffer.from(String(h.size))));
+  if (h.uid > MAX_OCTAL(8)) records.push(paxRecord('uid', Buffer.from(String(h.uid))));
+  if (h.gid > MAX_OCTAL(8)) records.push(paxRecord('gid', Buffer.from(String(h.gid))));
+  for (const key of Object.keys(h.xattrs ?? {}).sort()) {
+    records.push(paxRecord(`SCHILY.xattr.${key}`, h.xattrs![key]!));
+  }
+  const main = ustarBlock(h, fitsName(name, 100) ? name : name.slice(0, 99), TYPEFLAG[h.type], h.size, fitsName(link, 100) ? link : '');
+  if (records.length === 0) return main;
+  const pax = Buffer.concat(records);
+  const paxName = `PaxHeaders/${name.replace(/\/$/, '').split('/').pop()!}`.slice(0, 99).replace(/[^\x20-\x7e]/g, '_');
+  const paxHeader = ustarBlock({ ...h, uname: '', gname: '', devMajor: 0, devMinor: 0 }, paxName, 'x', pax.length, '');
+  return Buffer.concat([paxHeader, pax, Buffer.alloc(padding(pax.length)), main]);
+}
+
+/** The raw fields of one 512-byte header block, before PAX overrides. */
+export interface RawHeader {
+  name: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  flag: string;
+  linkname: string;
+  uname: string;
+  gname: string;
+  devMajor: number;
+  devMinor: number;
+}
+
+function readString(buf: Buffer, offset: number, len: number): string {
+  const end = buf.indexOf(0, offset);
+  return buf.toString('utf8', offset, end === -1 || end > offset + len ? offset + len : end);
+}
+
+/** Reads octal or GNU base-256 numbers; NaN when the field is garbage. */
+function readNumber(buf: Buffer, offset: number, len: number): number {
+  const first = buf[offset]!;
+  if (first & 0x80) {
+    let n = first & 0x7f;
+    for (let i = 1; i < len; i++) n = n * 256 + buf[offset + i]!;
+    return n;
+  }
+  const s = readString(buf, offset, len).trim();
+  if (s === '') return 0;
+  return /^[0-7]+$/.test(s) ? parseInt(s, 8) : NaN;
+}
+
+export function isZeroBlock(buf: Buffer): boolean {
+  for (const b of buf) if (b !== 0) return false;
+  return true;
+}
+
+/** Decodes one header block; null when the checksum does not match (not a tar header). */
+export function decodeBlock(buf: Buffer): RawHeader | null {
+  const stored = readNumber(buf, 148, 8);
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < BLOCK; i++) {
+    const b = i >= 148 && i < 156 ? 32 : buf[i]!;
+    unsigned += b;
+    signed += b > 127 ? b - 256 : b;
+  }
+  if (stored !== unsigned && stored !== signed) return null;
+  const magic = buf.toString('binary', 257, 263);
+  let name = readString(buf, 0, 100);
+  if (magic === 'ustar\0') {
+    const prefix = readString(buf, 345, 155);
+    if (prefix !== '') name = `${prefix}/${name}`;
+  }
+  const fields = {
+    mode: readNumber(buf, 100, 8),
+    uid: readNumber(buf, 108, 8),
+    gid: readNumber(buf, 116, 8),
+    size: readNumber(buf, 124, 12),
+    mtime: readNumber(buf, 136, 12),
+    devMajor: readNumber(buf, 329, 8),
+    devMinor: readNumber(buf, 337, 8),
+  };
+  if (Object.values(fields).some((n) => Number.isNaN(n))) return null;
+  return {
+    ...fields,
+    name,
+    flag: String.fromCharCode(buf[156]!),
+    linkname: readString(buf, 157, 100),
+    uname: readString(buf, 265, 32),
+    gname: readString(buf, 297, 32),
+  };
+}
+
+/** Parses PAX records into key → raw bytes (values may be binary, e.g. xattrs). */
+export function decodePax(buf: Buffer): Map<string, Buffer> | null {
+  const out = new Map<string, Buffer>();
+  let pos = 0;
+  while (pos < buf.length) {
+    if (buf[pos] === 0) break;
+    const space = buf.indexOf(0x20, pos);
+    if (space === -1) return null;
+    const len = Number(buf.toString('ascii', pos, space));
+    if (!Number.isSafeInteger(len) || len <= space - pos || pos + len > buf.length || buf[pos + len - 1] !== 0x0a) return null;
+    const record = buf.subarray(space + 1, pos + len - 1);
+    const eq = record.indexOf(0x3d);
+    if (eq === -1) return null;
+    out.set(record.toString('utf8', 0, eq), record.subarray(eq + 1));
+    pos += len;
+  }
+  return out;
+}

@@ -1,0 +1,59 @@
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import type { Readable } from 'node:stream';
+
+const agents = {
+  'http:': new http.Agent({ keepAlive: true, maxSockets: 16 }),
+  'https:': new https.Agent({ keepAlive: true, maxSockets: 16 }),
+};
+
+export interface HttpRequest {
+  method: string;
+  url: URL;
+  headers?: Record<string, string>;
+  body?: Buffer | Readable;
+}
+
+export interface HttpResponse {
+  status: number;
+  headers: IncomingMessage['headers'];
+  body: IncomingMessage;
+}
+
+/** One HTTP exchange, streaming both ways; the caller reads or discards the body. */
+export function httpRequest(req: HttpRequest): Promise<HttpResponse> {
+  const mod = req.url.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const r = mod.request(
+      req.url,
+      { method: req.method, headers: req.headers, agent: agents[req.url.protocol as 'http:' | 'https:'] },
+      (res) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res }),
+    );
+    r.on('error', reject);
+    const body = req.body;
+    if (body === undefined) r.end();
+    else if (Buffer.isBuffer(body)) r.end(body);
+    else {
+      body.on('error', (err) => r.destroy(err));
+      body.pipe(r);
+    }
+  });
+}
+
+export async function readBody(res: HttpResponse, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res.body) {
+    size += (chunk as Buffer).length;
+    if (size > max) {
+      res.body.destroy();
+      throw new Error(`response body exceeds ${max} bytes`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+export function discard(res: HttpResponse): void {
+  res.body.resume();
+}
