@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { copyImage } from '../copy.js';
 import { imageStorePath } from '../home.js';
 import { inspectImage } from '../inspect.js';
+import { unpackImage } from '../unpack.js';
 import { shortDigest } from '../oci/digest.js';
 import { parsePlatform } from '../oci/platform.js';
 import { OciLayout, REF_NAME } from '../store/layout.js';
@@ -110,6 +111,27 @@ export function registerImageCommands(program: Command, globals: () => Globals):
           ...info.layers.map((l) => `  ${l.digest}  ${formatBytes(l.size).padStart(9)}  ${l.mediaType}`),
         ];
         print(g, info, lines.join('\n'));
+      } finally {
+        await src.close();
+      }
+    });
+
+  image
+    .command('unpack')
+    .description('unpack an image\'s root filesystem into a new directory (layers verified, whiteouts applied)')
+    .argument('<src>', 'image in any transport')
+    .argument('<dir>', 'directory to create')
+    .option('--platform <os/arch[/variant]>', 'which image of an index to unpack (default: the host)')
+    .option('--creds <user:password>', 'registry credentials')
+    .option('--insecure', 'allow plain HTTP to a non-loopback registry')
+    .option('--no-devices', 'skip device nodes and FIFOs')
+    .action(async (ref: string, dir: string, o: { platform?: string; creds?: string; insecure?: boolean; devices: boolean }) => {
+      const g = globals();
+      const src = await openSource(ref, { home: g.home, registry: registryOptions(o) });
+      try {
+        const r = await unpackImage(src, dir, { ...(o.platform && { platform: parsePlatform(o.platform) }), ...(!o.devices && { devices: 'skip' as const }) });
+        for (const s of r.stats.skipped) process.stderr.write(`warning: skipped ${s}\n`);
+        print(g, { directory: dir, ...r }, `unpacked ${r.layers} layers, ${r.stats.entries} entries (${formatBytes(r.stats.bytes)}) into ${dir}`);
       } finally {
         await src.close();
       }

@@ -46,6 +46,7 @@ export class OciLayout {
       }
       await mkdir(join(root, 'blobs', 'sha256'), { recursive: true });
       await mkdir(join(root, PIN_DIR), { recursive: true });
+      await writeFile(join(root, LOCK_FILE), '', { flag: 'a' });
       const index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] };
       await writeFile(join(root, 'index.json'), encodeJson(index), { flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'EEXIST') throw err;

@@ -15,6 +15,8 @@ export interface RegistryOptions {
   chunkSize?: number;
 }
 
+const CREDS_HINT = 'give credentials (--creds, --src-creds or --dest-creds USER:PASSWORD) or run docker login';
+
 const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])(?::\d+)?$/;
 
 export function isLoopback(host: string): boolean {
@@ -82,7 +84,7 @@ export class RegistryClient {
     if (!ch) return;
     const creds = await this.creds();
     if (ch.scheme === 'basic') {
-      if (!creds) throw new SlipwayError(`${this.host}: the registry requires a login`, { hint: 'pass --creds USER:PASSWORD or run docker login' });
+      if (!creds) throw new SlipwayError(`${this.host}: the registry requires a login`, { hint: CREDS_HINT });
       this.authHeader = basicHeader(creds);
       return;
     }
@@ -110,7 +112,7 @@ export class RegistryClient {
     }
     const body = await readBody(res, 1024 * 1024);
     if (res.status === 401 || res.status === 403) {
-      throw this.fail(`login for ${scopes.join(' ')}`, res, body.toString(), creds ? 'check the username and password' : 'pass --creds USER:PASSWORD or run docker login');
+      throw this.fail(`login for ${scopes.join(' ')}`, res, body.toString(), creds ? 'check the username and password' : CREDS_HINT);
     }
     if (res.status !== 200) throw this.fail('token request', res, body.toString());
     const doc = JSON.parse(body.toString()) as { token?: string; access_token?: string };
@@ -132,6 +134,12 @@ export class RegistryClient {
       } catch (err) {
         throw new SlipwayError(`${this.host}: ${method} ${url.pathname} failed (${(err as Error).message})`, {
           hint: 'the registry went away; rerun the command: finished blobs are skipped',
+        });
+      }
+      if (res.status === 401) {
+        discard(res);
+        throw new SlipwayError(`${this.host}: ${method} ${url.pathname} was refused as unauthorized`, {
+          hint: this.authHeader ? 'the registry rejected the credentials; check user and password' : CREDS_HINT,
         });
       }
       if ((method === 'GET' || method === 'HEAD') && [301, 302, 303, 307, 308].includes(res.status) && res.headers.location) {
