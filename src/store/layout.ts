@@ -121,9 +121,13 @@ export class OciLayout {
    * Streams a blob in: hashes while writing a temp file, fsyncs, verifies against
    * `expected` (when known), then renames it into place. A failure leaves nothing.
    */
-  async writeBlob(source: Readable | AsyncIterable<Buffer>, expected?: { digest: Digest; size?: number }, algorithm: Algorithm = 'sha256'): Promise<BlobWriteResult> {
+  async writeBlob(
+    source: Readable | AsyncIterable<Buffer>,
+    expected?: { digest: Digest; size?: number },
+    opts: { algorithm?: Algorithm } = {},
+  ): Promise<BlobWriteResult> {
     const tmp = join(await this.scratchDir(), `blob-${process.pid}-${randomBytes(6).toString('hex')}`);
-    const hasher = new Hasher(expected ? algorithmOf(expected.digest) : algorithm);
+    const hasher = new Hasher(expected ? algorithmOf(expected.digest) : (opts.algorithm ?? 'sha256'));
     const limit = expected?.size;
     const what = expected ? `blob ${expected.digest}` : 'blob';
     const tap = new Transform({
@@ -174,10 +178,9 @@ export class OciLayout {
 
   /** Records that this process is about to reference `digest`, so gc keeps it. */
   async pin(digest: Digest): Promise<void> {
-    if (this.pinFile === undefined) {
-      await mkdir(join(this.root, PIN_DIR), { recursive: true });
-      this.pinFile = join(this.root, PIN_DIR, `${process.pid}-${randomBytes(4).toString('hex')}`);
-    }
+    // Named before any await, so concurrent first pins share one file.
+    this.pinFile ??= join(this.root, PIN_DIR, `${process.pid}-${randomBytes(4).toString('hex')}`);
+    await mkdir(join(this.root, PIN_DIR), { recursive: true });
     await writeFile(this.pinFile, `${digest}\n`, { flag: 'a' });
   }
 

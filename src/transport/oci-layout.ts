@@ -2,6 +2,8 @@ import type { Readable } from 'node:stream';
 import { SlipwayError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor, ParsedManifest } from '../oci/types.js';
+import { layerCompression } from '../oci/mediatypes.js';
+import { layerValidator } from '../oci/tar/validate.js';
 import { OciLayout } from '../store/layout.js';
 import type { ImageDestination, ImageSource } from './types.js';
 
@@ -50,10 +52,12 @@ export class OciLayoutDestination implements ImageDestination {
     readonly name: string,
     readonly layout: OciLayout,
     private readonly ref: string | undefined,
+    /** Check every layer is a safe archive before it becomes visible (the local store does). */
+    private readonly validateLayers: boolean,
   ) {}
 
-  static async open(name: string, dir: string, ref: string | undefined): Promise<OciLayoutDestination> {
-    return new OciLayoutDestination(name, await OciLayout.open(dir, { create: true }), ref);
+  static async open(name: string, dir: string, ref: string | undefined, opts: { validateLayers?: boolean } = {}): Promise<OciLayoutDestination> {
+    return new OciLayoutDestination(name, await OciLayout.open(dir, { create: true }), ref, opts.validateLayers === true);
   }
 
   async hasBlob(desc: Descriptor): Promise<boolean> {
@@ -63,7 +67,13 @@ export class OciLayoutDestination implements ImageDestination {
   }
 
   async putBlob(desc: Descriptor, data: Readable): Promise<void> {
-    await this.layout.writeBlob(data, { digest: desc.digest, size: desc.size });
+    if (this.validateLayers && layerCompression(desc.mediaType) !== undefined) {
+      const v = layerValidator(`${this.name}: layer ${desc.digest}`);
+      data.on('error', (err) => v.stream.destroy(err));
+      await this.layout.writeBlob(data.pipe(v.stream), { digest: desc.digest, size: desc.size });
+    } else {
+      await this.layout.writeBlob(data, { digest: desc.digest, size: desc.size });
+    }
     this.added.add(desc.digest);
   }
 

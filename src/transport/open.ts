@@ -48,7 +48,7 @@ export async function openDestination(input: string, ctx: TransportContext): Pro
       return OciLayoutDestination.open(input, r.dir, r.ref);
     case 'local':
       if (r.digest) throw new UsageError(`"${input}": a destination is named by tag, not digest`);
-      return OciLayoutDestination.open(input, imageStorePath(ctx.home), localRefName(r));
+      return OciLayoutDestination.open(input, imageStorePath(ctx.home), localRefName(r), { validateLayers: true });
     case 'docker-archive':
       return DockerArchiveDestination.open(input, r.file, r.ref);
     case 'docker':

@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { setAttribute } from 'fs-xattr';
 import { UnsafeArchiveError } from '../../errors.js';
 import type { TarHeader } from './header.js';
-import { DEFAULT_LIMITS, readTar, type TarLimits } from './reader.js';
+import { limitsFromEnv, readTar, type TarLimits } from './reader.js';
 
 const run = promisify(execFile);
 
@@ -81,7 +81,7 @@ export async function extractLayer(
     await rm(join(target, path), { recursive: true, force: true });
   }
 
-  for await (const { header: h, body } of readTar(tar, where, opts.limits ?? DEFAULT_LIMITS)) {
+  for await (const { header: h, body } of readTar(tar, where, opts.limits ?? limitsFromEnv())) {
     const label = `${where}: entry "${h.path}"`;
     const slash = h.path.lastIndexOf('/');
     const dir = slash === -1 ? '' : h.path.slice(0, slash);

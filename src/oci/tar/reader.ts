@@ -13,8 +13,23 @@ export interface TarLimits {
 export const DEFAULT_LIMITS: TarLimits = {
   maxEntries: 1_000_000,
   maxHeaderBytes: 1024 * 1024,
-  maxTotalBytes: 64 * 1024 ** 3,
+  maxTotalBytes: 8 * 1024 ** 3,
 };
+
+/** The default limits, with SLIPWAY_MAX_LAYER_BYTES / SLIPWAY_MAX_LAYER_ENTRIES overrides for trusted big layers. */
+export function limitsFromEnv(env: NodeJS.ProcessEnv = process.env): TarLimits {
+  const num = (name: string, fallback: number): number => {
+    const v = env[name];
+    if (v === undefined || v === '') return fallback;
+    if (!/^\d+$/.test(v)) throw new UnsafeArchiveError(`${name}="${v}" is not a whole number`);
+    return Number(v);
+  };
+  return {
+    ...DEFAULT_LIMITS,
+    maxTotalBytes: num('SLIPWAY_MAX_LAYER_BYTES', DEFAULT_LIMITS.maxTotalBytes),
+    maxEntries: num('SLIPWAY_MAX_LAYER_ENTRIES', DEFAULT_LIMITS.maxEntries),
+  };
+}
 
 export interface TarEntry {
   header: TarHeader;
@@ -201,13 +216,13 @@ export async function* readTar(
       continue;
     }
     if (++entries > limits.maxEntries) {
-      throw new UnsafeArchiveError(`${where}: more than ${limits.maxEntries} entries`, 'raise the limit only for archives you trust');
+      throw new UnsafeArchiveError(`${where}: more than ${limits.maxEntries} entries`, 'raise SLIPWAY_MAX_LAYER_ENTRIES only for archives you trust');
     }
     total += header.size;
     if (total > limits.maxTotalBytes) {
       throw new UnsafeArchiveError(
         `${label}: archive expands beyond the ${limits.maxTotalBytes}-byte limit`,
-        'this looks like a decompression bomb; it was refused before being written',
+        'this looks like a decompression bomb; it was refused before being written (SLIPWAY_MAX_LAYER_BYTES raises the limit for layers you trust)',
       );
     }
     if (seen.has(header.path)) {

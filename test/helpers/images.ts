@@ -1,0 +1,58 @@
+import { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import { digestOf, type Digest } from '../../src/oci/digest.js';
+import { MediaType } from '../../src/oci/mediatypes.js';
+import type { TarHeader } from '../../src/oci/tar/header.js';
+import { writeTar, type WriteEntry } from '../../src/oci/tar/writer.js';
+import { encodeJson, type Descriptor } from '../../src/oci/types.js';
+import { OciLayout } from '../../src/store/layout.js';
+
+export function header(path: string, type: TarHeader['type'], extra: Partial<TarHeader> = {}): TarHeader {
+  return { path, type, mode: type === 'dir' ? 0o755 : 0o644, uid: 0, gid: 0, size: 0, mtime: 0, ...extra };
+}
+
+export function fileEntry(path: string, content: string | Buffer, extra: Partial<TarHeader> = {}): WriteEntry {
+  const body = Buffer.from(content);
+  return { header: header(path, 'file', { size: body.length, ...extra }), body: () => Readable.from([body]) };
+}
+
+/** A tar made from raw entries, unchecked: how hostile layers are made. */
+export async function tarOf(entries: WriteEntry[]): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of writeTar(entries)) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
+export interface MadeImage {
+  manifest: Descriptor;
+  config: Descriptor;
+  layers: Descriptor[];
+}
+
+/**
+ * Writes a one-platform image into an OCI layout from layer blobs given as bytes
+ * (gzip applied unless `raw`), tags it, and returns its descriptors.
+ */
+export async function writeImage(dir: string, tag: string, layerTars: Buffer[], opts: { raw?: boolean; diffIds?: Digest[] } = {}): Promise<MadeImage> {
+  const layout = await OciLayout.open(dir, { create: true });
+  const layers: Descriptor[] = [];
+  for (const tar of layerTars) {
+    const blob = opts.raw ? tar : gzipSync(tar, { level: 1 });
+    const d = digestOf(blob);
+    await layout.writeBlob(Readable.from([blob]), { digest: d, size: blob.length });
+    layers.push({ mediaType: opts.raw ? MediaType.ociLayer : MediaType.ociLayerGzip, digest: d, size: blob.length });
+  }
+  const cfg = encodeJson({
+    architecture: 'amd64',
+    os: 'linux',
+    config: { Cmd: ['/bin/sh'] },
+    rootfs: { type: 'layers', diff_ids: opts.diffIds ?? layerTars.map((t) => digestOf(t)) },
+  });
+  const config: Descriptor = { mediaType: MediaType.ociConfig, digest: digestOf(cfg), size: cfg.length };
+  await layout.writeBlob(Readable.from([cfg]), { digest: config.digest, size: cfg.length });
+  const m = encodeJson({ schemaVersion: 2, mediaType: MediaType.ociManifest, config, layers });
+  const manifest: Descriptor = { mediaType: MediaType.ociManifest, digest: digestOf(m), size: m.length };
+  await layout.writeBlob(Readable.from([m]), { digest: manifest.digest, size: m.length });
+  await layout.tag(manifest, tag);
+  return { manifest, config, layers };
+}
