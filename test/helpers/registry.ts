@@ -20,6 +20,8 @@ export interface Registry {
   stop(): Promise<void>;
   /** Kills the registry abruptly (as a crash would). */
   kill(): void;
+  /** Starts it again on the same port and storage. */
+  restart(): Promise<void>;
 }
 
 export type RegistryAuth = { kind: 'none' } | { kind: 'htpasswd'; user: string; password: string } | { kind: 'token'; user: string; password: string };
@@ -61,17 +63,29 @@ export async function startRegistry(auth: RegistryAuth = { kind: 'none' }): Prom
   const logFile = join(dir, 'registry.log');
   const { openSync } = await import('node:fs');
   const fd = openSync(logFile, 'a');
-  const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', fd, fd] });
-  await waitUp(host, child, logFile);
+  const start = async (): Promise<ChildProcess> => {
+    const c = spawn('docker-registry', ['serve', config], { stdio: ['ignore', fd, fd] });
+    await waitUp(host, c, logFile);
+    return c;
+  };
+  let child = await start();
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+  };
   return {
     host,
     dataDir: join(dir, 'data'),
     kill: () => child.kill('SIGKILL'),
+    async restart() {
+      await stop();
+      child = await start();
+    },
     async stop() {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        await new Promise((r) => child.once('exit', r));
-      }
+      await stop();
       tokenServer?.close();
     },
   };
