@@ -1,9 +1,7 @@
 import { execFile } from 'node:child_process';
-import { constants, createWriteStream } from 'node:fs';
+import { constants } from 'node:fs';
 import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, rm, symlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { setAttribute } from 'fs-xattr';
 import { UnsafeArchiveError } from '../../errors.js';
@@ -117,8 +115,11 @@ export async function extractLayer(
         break;
       case 'file': {
         const fh = await open(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-        await pipeline(Readable.from(body), createWriteStream('', { fd: fh.fd, autoClose: false }));
-        await fh.close();
+        try {
+          for await (const chunk of body) await fh.write(chunk);
+        } finally {
+          await fh.close();
+        }
         stats.bytes += h.size;
         break;
       }
