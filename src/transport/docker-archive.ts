@@ -1,6 +1,6 @@
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
+import { basename, dirname, posix } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { SlipwayError } from '../errors.js';
@@ -122,7 +122,9 @@ export class DockerArchiveSource implements ImageSource {
     const m = this.members.get(path);
     if (m === undefined) throw new SlipwayError(`${this.name}: the archive has no "${path}"`, { hint: 'the archive is incomplete or not a docker/OCI archive' });
     if ((m.type === '2' || m.type === '1') && m.link && depth < 8) {
-      const target = m.type === '2' ? normalizeEntryPath(`${dirname(path)}/${m.link}`, this.name) : normalizeEntryPath(m.link, this.name);
+      // A symlink is relative to its own directory; resolve it lexically and stay inside the archive.
+      const resolved = m.type === '2' ? posix.normalize(posix.join(posix.dirname(path), m.link)) : m.link;
+      const target = normalizeEntryPath(resolved, `${this.name}: link "${path}"`);
       return this.member(target, depth + 1);
     }
     return m;
