@@ -170,10 +170,20 @@ export class OciLayout {
 
   /** Writes a manifest or config held in memory; true when it was not there before. */
   async writeSmallBlob(bytes: Buffer, digest: Digest): Promise<boolean> {
-    await this.pin(digest);
-    if (await this.hasBlob(digest)) return false;
+    if ((await this.pinIfPresent(digest)) !== undefined) return false;
     await this.writeBlob(Readable.from([bytes]), { digest, size: bytes.length });
     return true;
+  }
+
+  /**
+   * Pins a blob and says whether it is present (its size), as one step under the lock:
+   * a blob found here cannot be collected before this process references it.
+   */
+  async pinIfPresent(digest: Digest): Promise<number | undefined> {
+    return this.withLock(async () => {
+      await this.pin(digest);
+      return this.blobSize(digest);
+    });
   }
 
   /** Records that this process is about to reference `digest`, so gc keeps it. */
@@ -294,19 +304,22 @@ export class OciLayout {
   /** Removes blobs nothing references, and temp files of dead processes. */
   async gc(opts: { dryRun?: boolean } = {}): Promise<{ removed: Digest[]; bytes: number }> {
     return this.withLock(async () => {
+      // List first, then read what is kept: a blob renamed in after the listing is not
+      // considered, and one renamed in before it was pinned before its rename.
+      const present: string[] = [];
+      for (const alg of await readdir(join(this.root, 'blobs')).catch(() => [] as string[])) {
+        for (const hex of await readdir(join(this.root, 'blobs', alg))) present.push(`${alg}:${hex}`);
+      }
       const keep = await this.reachable();
       for (const d of await this.livePins()) keep.add(d);
       const removed: Digest[] = [];
       let bytes = 0;
-      for (const alg of await readdir(join(this.root, 'blobs')).catch(() => [] as string[])) {
-        for (const hex of await readdir(join(this.root, 'blobs', alg))) {
-          const digest = `${alg}:${hex}`;
-          if (keep.has(digest)) continue;
-          const path = join(this.root, 'blobs', alg, hex);
-          bytes += (await stat(path)).size;
-          removed.push(digest as Digest);
-          if (!opts.dryRun) await rm(path, { force: true });
-        }
+      for (const digest of present as Digest[]) {
+        if (keep.has(digest)) continue;
+        const path = this.blobPath(digest);
+        bytes += (await stat(path)).size;
+        removed.push(digest);
+        if (!opts.dryRun) await rm(path, { force: true });
       }
       if (!opts.dryRun) await this.removeDeadTemps();
       return { removed, bytes };

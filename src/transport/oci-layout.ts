@@ -61,9 +61,7 @@ export class OciLayoutDestination implements ImageDestination {
   }
 
   async hasBlob(desc: Descriptor): Promise<boolean> {
-    const size = await this.layout.blobSize(desc.digest);
-    if (size === desc.size) await this.layout.pin(desc.digest);
-    return size === desc.size;
+    return (await this.layout.pinIfPresent(desc.digest)) === desc.size;
   }
 
   async putBlob(desc: Descriptor, data: Readable): Promise<void> {

@@ -1,0 +1,170 @@
+#!/usr/bin/env node
+// Copy and layer-creation speed of Slipway against skopeo and umoci, measured in one run on
+// this machine, with peak memory. Prints each figure and the ratio Slipway/peer.
+//
+//   npm run bench                     # builds a debootstrap stack and a 1 GiB tree, then measures
+//   SLIPWAY_BENCH_ROOTFS=DIR npm run bench   # reuse an existing root filesystem
+//   SLIPWAY_BENCH_GIB=0.25 npm run bench     # a smaller random tree
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, openSync, readFileSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const BIN = fileURLToPath(new URL('../bin/slipway.js', import.meta.url));
+const work = await mkdtemp(join(tmpdir(), 'slipway-bench-'));
+const log = (s) => process.stderr.write(`${s}\n`);
+
+/** Runs a command, sampling its peak RSS (VmHWM) from /proc while it runs. */
+function measure(cmd, args, env = {}) {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    let peak = 0;
+    child.stderr.on('data', (c) => (stderr += c));
+    const sample = () => {
+      try {
+        const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+        if (m) peak = Math.max(peak, Number(m[1]) * 1024);
+      } catch {
+        // exited between samples
+      }
+    };
+    const timer = setInterval(sample, 20);
+    child.on('exit', (code) => {
+      clearInterval(timer);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr.slice(-2000)}`));
+      else resolve({ seconds, peak });
+    });
+  });
+}
+
+function sh(cmd, args) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function freePort() {
+  const srv = createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** A fresh docker-registry per measurement, so nothing is already there. */
+async function registry() {
+  const dir = await mkdtemp(join(work, 'reg-'));
+  const port = await freePort();
+  const config = join(dir, 'config.yml');
+  await writeFile(config, `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\nhttp:\n  addr: 127.0.0.1:${port}\n`);
+  const fd = openSync(join(dir, 'log'), 'a');
+  const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', fd, fd] });
+  for (let i = 0; i < 100; i++) {
+    if (await fetch(`http://127.0.0.1:${port}/v2/`).then(() => true, () => false)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    host: `127.0.0.1:${port}`,
+    async stop() {
+      child.kill();
+      await new Promise((r) => child.once('exit', r));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function rootfs() {
+  const reuse = process.env.SLIPWAY_BENCH_ROOTFS;
+  if (reuse && existsSync(join(reuse, 'etc/debian_version'))) return reuse;
+  const dir = join(work, 'debootstrap');
+  log('building a debootstrap bookworm minbase root filesystem...');
+  sh('debootstrap', ['--variant=minbase', 'bookworm', dir, 'http://deb.debian.org/debian']);
+  return dir;
+}
+
+/** A tree of "random-ish" files: half random bytes, half compressible text, sizes 4 KiB to 8 MiB. */
+async function randomTree(bytes) {
+  const dir = join(work, 'random');
+  let left = bytes;
+  let i = 0;
+  const words = Buffer.from('slipway ships apps not containers; stacks are shared and read-only. ');
+  while (left > 0) {
+    const size = Math.min(left, [4096, 65536, 1 << 20, 8 << 20][i % 4]);
+    const sub = join(dir, `d${i % 16}`, `e${i % 7}`);
+    await mkdir(sub, { recursive: true });
+    const body = i % 2 === 0 ? randomBytes(size) : Buffer.alloc(size, words);
+    await writeFile(join(sub, `f${i}`), body);
+    left -= size;
+    i++;
+  }
+  return dir;
+}
+
+const results = [];
+function record(what, slipway, peer, peerName) {
+  results.push({ what, slipway, peer, peerName, ratio: slipway.seconds / peer.seconds });
+  log(`${what}: slipway ${slipway.seconds.toFixed(2)} s, ${peerName} ${peer.seconds.toFixed(2)} s`);
+}
+
+async function benchImage(label, tree) {
+  const home = join(work, `home-${label}`);
+  const env = { SLIPWAY_HOME: home };
+  // dir → oci: (layer creation) against umoci repack of the same tree.
+  const sl = join(work, `sl-${label}`);
+  const dirToOci = await measure(process.execPath, [BIN, '-q', 'image', 'copy', `dir:${tree}`, `oci:${sl}:t`], env);
+  const um = join(work, `um-${label}`);
+  sh('umoci', ['init', '--layout', um]);
+  sh('umoci', ['new', '--image', `${um}:t`]);
+  const bundle = join(work, `bundle-${label}`);
+  sh('umoci', ['unpack', '--image', `${um}:t`, bundle]);
+  await cp(tree, join(bundle, 'rootfs'), { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+  const repack = await measure('umoci', ['repack', '--image', `${um}:t`, bundle]);
+  record(`${label}: dir → oci: (layer creation)`, dirToOci, repack, 'umoci repack');
+  await rm(bundle, { recursive: true, force: true });
+  await rm(um, { recursive: true, force: true });
+
+  // oci: → registry
+  let reg = await registry();
+  const push = await measure(process.execPath, [BIN, '-q', 'image', 'copy', `oci:${sl}:t`, `docker://${reg.host}/bench/img:1`], env);
+  await reg.stop();
+  reg = await registry();
+  const skPush = await measure('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${sl}:t`, `docker://${reg.host}/bench/img:1`]);
+  record(`${label}: oci: → registry`, push, skPush, 'skopeo copy');
+
+  // registry → oci:
+  const pulled = join(work, `pull-sl-${label}`);
+  const pull = await measure(process.execPath, [BIN, '-q', 'image', 'copy', `docker://${reg.host}/bench/img:1`, `oci:${pulled}:t`], env);
+  const skPulled = join(work, `pull-sk-${label}`);
+  const skPull = await measure('skopeo', ['copy', '-q', '--src-tls-verify=false', `docker://${reg.host}/bench/img:1`, `oci:${skPulled}:t`]);
+  record(`${label}: registry → oci:`, pull, skPull, 'skopeo copy');
+  await reg.stop();
+  for (const d of [sl, pulled, skPulled, home]) await rm(d, { recursive: true, force: true });
+  return Math.max(dirToOci.peak, push.peak, pull.peak);
+}
+
+try {
+  const stack = await rootfs();
+  const gib = Number(process.env.SLIPWAY_BENCH_GIB ?? '1');
+  log(`writing a ${gib} GiB random-ish tree...`);
+  const tree = await randomTree(Math.round(gib * 1024 ** 3));
+  const stackPeak = await benchImage('debootstrap stack', stack);
+  const bigPeak = await benchImage(`${gib} GiB tree`, tree);
+  const mb = (n) => `${(n / 1024 ** 2).toFixed(0)} MB`;
+  const rows = results.map((r) => [r.what, `${r.slipway.seconds.toFixed(2)} s`, `${r.peer.seconds.toFixed(2)} s (${r.peerName})`, r.ratio.toFixed(2), mb(r.slipway.peak), mb(r.peer.peak)]);
+  const head = ['operation', 'slipway', 'peer', 'ratio', 'slipway peak RSS', 'peer peak RSS'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r) => r.map((c, i) => c.padEnd(widths[i])).join('  ');
+  console.log(line(head));
+  for (const r of rows) console.log(line(r));
+  console.log(`\npeak RSS of slipway: stack ${mb(stackPeak)}, ${gib} GiB tree ${mb(bigPeak)} (goal < 150 MB)`);
+  console.log('goals: copy ratio <= 1.0, layer creation ratio <= 1.5');
+} finally {
+  await rm(work, { recursive: true, force: true });
+}
