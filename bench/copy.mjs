@@ -8,7 +8,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, openSync, readFileSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,17 +114,18 @@ function record(what, slipway, peer, peerName) {
 }
 
 async function benchImage(label, tree) {
-  const home = join(work, `home-${label}`);
+  const slug = label.replace(/\W+/g, '-');
+  const home = join(work, `home-${slug}`);
   const env = { SLIPWAY_HOME: home };
   // dir → oci: (layer creation) against umoci repack of the same tree.
-  const sl = join(work, `sl-${label}`);
+  const sl = join(work, `sl-${slug}`);
   const dirToOci = await measure(process.execPath, [BIN, '-q', 'image', 'copy', `dir:${tree}`, `oci:${sl}:t`], env);
-  const um = join(work, `um-${label}`);
+  const um = join(work, `um-${slug}`);
   sh('umoci', ['init', '--layout', um]);
   sh('umoci', ['new', '--image', `${um}:t`]);
-  const bundle = join(work, `bundle-${label}`);
+  const bundle = join(work, `bundle-${slug}`);
   sh('umoci', ['unpack', '--image', `${um}:t`, bundle]);
-  await cp(tree, join(bundle, 'rootfs'), { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+  sh('cp', ['-a', `${tree}/.`, join(bundle, 'rootfs')]);
   const repack = await measure('umoci', ['repack', '--image', `${um}:t`, bundle]);
   record(`${label}: dir → oci: (layer creation)`, dirToOci, repack, 'umoci repack');
   await rm(bundle, { recursive: true, force: true });
@@ -139,9 +140,9 @@ async function benchImage(label, tree) {
   record(`${label}: oci: → registry`, push, skPush, 'skopeo copy');
 
   // registry → oci:
-  const pulled = join(work, `pull-sl-${label}`);
+  const pulled = join(work, `pull-sl-${slug}`);
   const pull = await measure(process.execPath, [BIN, '-q', 'image', 'copy', `docker://${reg.host}/bench/img:1`, `oci:${pulled}:t`], env);
-  const skPulled = join(work, `pull-sk-${label}`);
+  const skPulled = join(work, `pull-sk-${slug}`);
   const skPull = await measure('skopeo', ['copy', '-q', '--src-tls-verify=false', `docker://${reg.host}/bench/img:1`, `oci:${skPulled}:t`]);
   record(`${label}: registry → oci:`, pull, skPull, 'skopeo copy');
   await reg.stop();

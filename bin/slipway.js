@@ -1,4 +1,6 @@
 #!/usr/bin/env node
-import { main } from '../dist/cli/main.js';
+// Layer compression and file I/O share libuv's pool; give it room on many-core hosts.
+process.env.UV_THREADPOOL_SIZE ??= '8';
+const { main } = await import('../dist/cli/main.js');
 
 process.exitCode = await main(process.argv);

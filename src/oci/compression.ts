@@ -1,5 +1,6 @@
 import { Readable, Transform, type TransformCallback } from 'node:stream';
-import { createGunzip, createGzip, constants as zlib } from 'node:zlib';
+import { createGunzip } from 'node:zlib';
+import { ParallelGzip } from './pgzip.js';
 import { Decompress as ZstdDecompress } from 'fzstd';
 import { pipeline } from 'node:stream/promises';
 import { IntegrityError, SlipwayError } from '../errors.js';
@@ -84,6 +85,7 @@ export async function* decompress(source: AsyncIterable<Buffer | Uint8Array>, wh
   }
 }
 
+/** The gzip Slipway writes layers with: deterministic, and compressed on all cores. */
 export function gzipStream(level = GZIP_LEVEL): Transform {
-  return createGzip({ level, chunkSize: 128 * 1024, memLevel: 9, strategy: zlib.Z_DEFAULT_STRATEGY });
+  return new ParallelGzip(level);
 }

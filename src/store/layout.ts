@@ -4,16 +4,17 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { randomBytes } from 'node:crypto';
-import lockfile from 'proper-lockfile';
 import { IntegrityError, SlipwayError } from '../errors.js';
 import { algorithmOf, hexOf, Hasher, parseDigest, verifyResult, type Algorithm, type Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { encodeJson, MAX_MANIFEST_BYTES, parseJson, parseManifest, type Descriptor, type ImageIndex, type ParsedManifest } from '../oci/types.js';
 import { fsyncDir, writeFileAtomic } from './atomic.js';
+import { acquireLock } from './lock.js';
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 const TMP_DIR = '.slipway-tmp';
 const PIN_DIR = join(TMP_DIR, 'pins');
+/** Exists only while a process holds the layout's lock. */
 const LOCK_FILE = '.slipway-lock';
 
 export interface BlobWriteResult {
@@ -46,7 +47,6 @@ export class OciLayout {
       }
       await mkdir(join(root, 'blobs', 'sha256'), { recursive: true });
       await mkdir(join(root, PIN_DIR), { recursive: true });
-      await writeFile(join(root, LOCK_FILE), '', { flag: 'a' });
       const index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] };
       await writeFile(join(root, 'index.json'), encodeJson(index), { flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'EEXIST') throw err;
@@ -201,11 +201,7 @@ export class OciLayout {
   }
 
   async withLock<T>(fn: () => Promise<T>): Promise<T> {
-    const lockPath = join(this.root, LOCK_FILE);
-    await writeFile(lockPath, '', { flag: 'a' });
-    const release = await lockfile.lock(lockPath, { retries: { retries: 200, minTimeout: 20, maxTimeout: 500 }, stale: 30_000 }).catch((err: Error) => {
-      throw new SlipwayError(`${this.root}: could not lock the layout (${err.message})`, { hint: 'another slipway process holds it; retry when it finishes' });
-    });
+    const release = await acquireLock(join(this.root, LOCK_FILE), this.root);
     try {
       return await fn();
     } finally {

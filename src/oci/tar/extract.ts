@@ -1,9 +1,24 @@
 import { execFile } from 'node:child_process';
-import { constants } from 'node:fs';
-import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, rm, symlink, utimes } from 'node:fs/promises';
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeSync,
+  type Stats,
+} from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { setAttribute } from 'fs-xattr';
+import { setAttributeSync } from 'fs-xattr';
 import { UnsafeArchiveError } from '../../errors.js';
 import type { TarHeader } from './header.js';
 import { limitsFromEnv, readTar, type TarLimits } from './reader.js';
@@ -33,10 +48,28 @@ export interface ExtractStats {
 
 const isRoot = (): boolean => process.getuid?.() === 0;
 
+function lstatOrUndefined(path: string): Stats | undefined {
+  return lstatSync(path, { throwIfNoEntry: false });
+}
+
+function readdirOrEmpty(path: string): string[] {
+  try {
+    return readdirSync(path);
+  } catch {
+    return [];
+  }
+}
+
+function writeAll(fd: number, chunk: Buffer): void {
+  let off = 0;
+  while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off);
+}
+
 /**
  * Extracts one layer into `target`, over whatever lower layers are already there.
  * Never follows a symlink while writing, never writes outside `target`; whiteouts
- * only remove what lower layers put there, as the OCI spec requires.
+ * only remove what lower layers put there, as the OCI spec requires. File system calls
+ * are synchronous on purpose (see scan.ts): thousands of tiny calls, decompression on the pool.
  */
 export async function extractLayer(
   tar: AsyncIterable<Buffer | Uint8Array>,
@@ -53,14 +86,14 @@ export async function extractLayer(
   const dirs: TarHeader[] = [];
 
   /** Ensures every parent of `path` is a real directory inside target (never a symlink). */
-  async function ensureParents(path: string, label: string): Promise<void> {
+  function ensureParents(path: string, label: string): void {
     const parts = path.split('/');
     for (let i = 1; i < parts.length; i++) {
       const rel = parts.slice(0, i).join('/');
       if (safeDirs.has(rel)) continue;
-      const st = await lstat(join(target, rel)).catch(() => undefined);
+      const st = lstatOrUndefined(join(target, rel));
       if (st === undefined) {
-        await mkdir(join(target, rel), { mode: 0o755 });
+        mkdirSync(join(target, rel), { mode: 0o755 });
       } else if (st.isSymbolicLink()) {
         throw new UnsafeArchiveError(`${label}: would be written through the symlink "${rel}"`, 'the archive is refused');
       } else if (!st.isDirectory()) {
@@ -74,9 +107,9 @@ export async function extractLayer(
     for (const d of safeDirs) if (d === path || d.startsWith(`${path}/`)) safeDirs.delete(d);
   }
 
-  async function removeLower(path: string): Promise<void> {
+  function removeLower(path: string): void {
     forget(path);
-    await rm(join(target, path), { recursive: true, force: true });
+    rmSync(join(target, path), { recursive: true, force: true });
   }
 
   for await (const { header: h, body } of readTar(tar, where, opts.limits ?? limitsFromEnv())) {
@@ -84,55 +117,55 @@ export async function extractLayer(
     const slash = h.path.lastIndexOf('/');
     const dir = slash === -1 ? '' : h.path.slice(0, slash);
     const base = h.path.slice(slash + 1);
-    await ensureParents(h.path, label);
+    ensureParents(h.path, label);
 
     if (base.startsWith(WHITEOUT_PREFIX) && applyWhiteouts) {
       stats.whiteouts++;
       if (base === OPAQUE_WHITEOUT) {
-        for (const child of await readdir(join(target, dir)).catch(() => [] as string[])) {
+        for (const child of readdirOrEmpty(join(target, dir))) {
           const rel = dir ? `${dir}/${child}` : child;
-          if (!created.has(rel)) await removeLower(rel);
+          if (!created.has(rel)) removeLower(rel);
         }
       } else {
         const victim = (dir ? `${dir}/` : '') + base.slice(WHITEOUT_PREFIX.length);
-        if (!created.has(victim)) await removeLower(victim);
+        if (!created.has(victim)) removeLower(victim);
       }
       continue;
     }
 
     const dest = join(target, h.path);
-    const existing = await lstat(dest).catch(() => undefined);
-    if (existing && !(existing.isDirectory() && h.type === 'dir')) await removeLower(h.path);
+    const existing = lstatOrUndefined(dest);
+    if (existing && !(existing.isDirectory() && h.type === 'dir')) removeLower(h.path);
     created.add(h.path);
     stats.entries++;
 
     switch (h.type) {
       case 'dir':
-        if (!existing?.isDirectory()) await mkdir(dest, { mode: 0o700 });
-        await chmod(dest, 0o700 | h.mode);
+        if (!existing?.isDirectory()) mkdirSync(dest, { mode: 0o700 });
+        chmodSync(dest, 0o700 | h.mode);
         safeDirs.add(h.path);
         dirs.push(h);
         break;
       case 'file': {
-        const fh = await open(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+        const fd = openSync(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
         try {
-          for await (const chunk of body) await fh.write(chunk);
+          for await (const chunk of body) writeAll(fd, chunk);
         } finally {
-          await fh.close();
+          closeSync(fd);
         }
         stats.bytes += h.size;
         break;
       }
       case 'symlink':
-        await symlink(h.linkTarget!, dest);
+        symlinkSync(h.linkTarget!, dest);
         break;
       case 'hardlink': {
-        await ensureParents(h.linkTarget!, `${label} (hardlink target)`);
-        const st = await lstat(join(target, h.linkTarget!)).catch(() => undefined);
+        ensureParents(h.linkTarget!, `${label} (hardlink target)`);
+        const st = lstatOrUndefined(join(target, h.linkTarget!));
         if (st === undefined || st.isDirectory() || st.isSymbolicLink()) {
           throw new UnsafeArchiveError(`${label}: hardlink target "${h.linkTarget}" is missing or not a file`, 'the archive is refused');
         }
-        await link(join(target, h.linkTarget!), dest);
+        linkSync(join(target, h.linkTarget!), dest);
         continue; // a hardlink shares its target's metadata
       }
       case 'char':
@@ -149,28 +182,31 @@ export async function extractLayer(
         break;
     }
     if (h.type === 'dir') continue; // metadata applied at the end, after children exist
-    await applyMetadata(dest, h, preserveOwners, stats);
+    applyMetadata(dest, h, preserveOwners, stats);
   }
 
   // Deepest first, so setting a parent's mode or mtime is the last touch it gets.
-  for (const h of dirs.reverse()) await applyMetadata(join(target, h.path), h, preserveOwners, stats);
+  for (const h of dirs.reverse()) applyMetadata(join(target, h.path), h, preserveOwners, stats);
   return stats;
 }
 
-async function applyMetadata(dest: string, h: TarHeader, preserveOwners: boolean, stats: ExtractStats): Promise<void> {
+function applyMetadata(dest: string, h: TarHeader, preserveOwners: boolean, stats: ExtractStats): void {
   // chown clears setuid bits and file capabilities, so it comes first.
-  if (preserveOwners) await lchown(dest, h.uid, h.gid);
+  if (preserveOwners) lchownSync(dest, h.uid, h.gid);
   if (h.type !== 'symlink') {
-    await chmod(dest, h.mode);
+    chmodSync(dest, h.mode);
     for (const [name, value] of Object.entries(h.xattrs ?? {})) {
-      await setAttribute(dest, name, value).catch((err: NodeJS.ErrnoException) => {
+      try {
+        setAttributeSync(dest, name, value);
+      } catch (err) {
         // Unprivileged extraction cannot set security.* or trusted.*: report it and go on.
-        if (err.code !== 'EPERM' && err.code !== 'ENOTSUP') throw err;
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'EPERM' && code !== 'ENOTSUP') throw err;
         stats.skipped.push(`${h.path} (xattr ${name})`);
-      });
+      }
     }
-    await utimes(dest, h.mtime, h.mtime);
+    utimesSync(dest, h.mtime, h.mtime);
   } else {
-    await lutimes(dest, h.mtime, h.mtime);
+    lutimesSync(dest, h.mtime, h.mtime);
   }
 }

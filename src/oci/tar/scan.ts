@@ -1,7 +1,6 @@
-import { createReadStream } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync } from 'node:fs';
 import { join } from 'node:path';
-import { getAttribute, listAttributes } from 'fs-xattr';
+import { getAttributeSync, listAttributesSync } from 'fs-xattr';
 import { SlipwayError } from '../../errors.js';
 import type { EntryType, TarHeader } from './header.js';
 import type { WriteEntry } from './writer.js';
@@ -47,33 +46,55 @@ function kindOf(mode: number): EntryType | undefined {
   }
 }
 
-async function readXattrs(path: string): Promise<Record<string, Buffer> | undefined> {
+function readXattrs(path: string): Record<string, Buffer> | undefined {
   let names: string[];
   try {
-    names = await listAttributes(path);
+    names = listAttributesSync(path);
   } catch {
     return undefined; // filesystem without xattr support
   }
   const out: Record<string, Buffer> = {};
   for (const name of names.filter((n) => !IGNORED_XATTRS.has(n)).sort()) {
-    out[name] = await getAttribute(path, name);
+    out[name] = getAttributeSync(path, name);
   }
   return Object.keys(out).length > 0 ? out : undefined;
+}
+
+/** A file's content in chunks; fresh buffers, since consumers may keep them. */
+function* readChunks(path: string): Generator<Buffer> {
+  const fd = openSync(path, 'r');
+  try {
+    while (true) {
+      const buf = Buffer.allocUnsafe(1024 * 1024);
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) return;
+      yield n === buf.length ? buf : buf.subarray(0, n);
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
  * Walks a directory depth-first in byte order of names and yields deterministic tar
  * entries: numeric owners as on disk, a fixed mtime, hardlinks as links to the first
  * path seen, xattrs kept. Parents always come before their children.
+ *
+ * Metadata and content are read with synchronous calls on purpose: a walk is thousands
+ * of tiny syscalls, and a pool round trip per call costs far more than the call itself
+ * (30x here), while compression runs on the pool in parallel anyway.
  */
 export async function* scanDirectory(root: string, opts: ScanOptions = {}): AsyncGenerator<WriteEntry> {
   const mtime = opts.mtime ?? sourceDateEpoch();
   const links = new Map<string, string>();
   const prefixParts = (opts.prefix ?? '').split('/').filter(Boolean);
 
-  const rootStat = await lstat(root).catch((err: NodeJS.ErrnoException) => {
-    throw new SlipwayError(`dir:${root}: cannot read (${err.code ?? err.message})`, { hint: 'give an existing directory' });
-  });
+  let rootStat;
+  try {
+    rootStat = lstatSync(root);
+  } catch (err) {
+    throw new SlipwayError(`dir:${root}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { hint: 'give an existing directory' });
+  }
   if (!rootStat.isDirectory()) throw new SlipwayError(`dir:${root}: not a directory`);
   for (let i = 1; i <= prefixParts.length; i++) {
     yield {
@@ -82,11 +103,11 @@ export async function* scanDirectory(root: string, opts: ScanOptions = {}): Asyn
   }
 
   async function* walk(dir: string, rel: string): AsyncGenerator<WriteEntry> {
-    const names = (await readdir(dir)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    const names = readdirSync(dir).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
     for (const name of names) {
       const full = join(dir, name);
       const path = [...prefixParts, ...(rel ? [rel] : []), name].join('/');
-      const st = await lstat(full);
+      const st = lstatSync(full);
       const type = kindOf(st.mode);
       if (type === undefined) {
         opts.onSkip?.(path, 'sockets cannot be stored in a layer');
@@ -102,18 +123,18 @@ export async function* scanDirectory(root: string, opts: ScanOptions = {}): Asyn
         }
         links.set(key, path);
       }
-      if (type === 'symlink') header.linkTarget = await readlink(full);
+      if (type === 'symlink') header.linkTarget = readlinkSync(full);
       if (type === 'char' || type === 'block') {
         header.devMajor = Math.floor(st.rdev / 256) & 0xfff;
         header.devMinor = (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00);
       }
       if (type === 'file' || type === 'dir') {
-        const xattrs = await readXattrs(full);
+        const xattrs = readXattrs(full);
         if (xattrs) header.xattrs = xattrs;
       }
       if (type === 'file') {
         header.size = st.size;
-        yield { header, body: () => createReadStream(full, { highWaterMark: 256 * 1024 }) };
+        yield { header, body: () => readChunks(full) };
       } else {
         yield { header };
       }

@@ -4,7 +4,7 @@ import { BLOCK, encodeHeader, padding, type TarHeader } from './header.js';
 export interface WriteEntry {
   header: TarHeader;
   /** Content of a regular file; must yield exactly header.size bytes. */
-  body?: () => AsyncIterable<Buffer | Uint8Array>;
+  body?: () => AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>;
 }
 
 const ZEROS = Buffer.alloc(BLOCK * 2);
