@@ -36,6 +36,7 @@ export async function buildLayer(
 ): Promise<BuiltLayer> {
   const diff = new Hasher();
   const blob = new Hasher();
-  await pipeline(Readable.from(writeTar(entries)), tap(diff, opts.onBytes), gzipStream(opts.gzipLevel), tap(blob), out);
+  // A small object buffer: each item can be a 1 MiB chunk.
+  await pipeline(Readable.from(writeTar(entries), { highWaterMark: 2 }), tap(diff, opts.onBytes), gzipStream(opts.gzipLevel), tap(blob), out);
   return { mediaType: MediaType.ociLayerGzip, digest: blob.digest(), size: blob.size, diffId: diff.digest(), uncompressedSize: diff.size };
 }

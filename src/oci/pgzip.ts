@@ -1,5 +1,6 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { constants, crc32, deflateRaw } from 'node:zlib';
+import { availableParallelism } from 'node:os';
 import { promisify } from 'node:util';
 
 const deflate = promisify(deflateRaw) as (buf: Buffer, opts: object) => Promise<Buffer>;
@@ -16,6 +17,8 @@ const HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0x03]);
  * output depends only on the input and the level, never on timing.
  */
 export class ParallelGzip extends Transform {
+  /** Input blocks are recycled once deflated: a layer is hundreds of blocks, and fresh ones are garbage the GC only reaps late. */
+  private readonly free: Buffer[] = [];
   private block = Buffer.allocUnsafe(BLOCK);
   private filled = 0;
   private dictionary: Buffer | undefined;
@@ -25,7 +28,7 @@ export class ParallelGzip extends Transform {
 
   constructor(
     private readonly level: number,
-    private readonly inFlight = 4,
+    private readonly inFlight = Math.max(2, Math.min(availableParallelism(), 4)),
   ) {
     super();
     this.push(HEADER);
@@ -38,9 +41,15 @@ export class ParallelGzip extends Transform {
     // One output chunk per block: each block is then a single job on the pool.
     const opts: Record<string, unknown> = { level: this.level, memLevel: 9, finishFlush: flush, chunkSize: BLOCK + WINDOW };
     if (this.dictionary) opts.dictionary = this.dictionary;
-    this.queue.push(deflate(data, opts));
+    const input = this.block;
+    this.queue.push(
+      deflate(data, opts).then((out) => {
+        this.free.push(input);
+        return out;
+      }),
+    );
     this.dictionary = Buffer.from(data.subarray(Math.max(0, data.length - WINDOW)));
-    this.block = Buffer.allocUnsafe(BLOCK);
+    this.block = this.free.pop() ?? Buffer.allocUnsafe(BLOCK);
     this.filled = 0;
   }
 

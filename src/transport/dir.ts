@@ -40,7 +40,7 @@ export class DirSource implements ImageSource {
     const mtime = sourceDateEpoch();
     const layer = await buildLayer(
       scanDirectory(this.dir, { mtime, ...(this.opts.onSkip && { onSkip: this.opts.onSkip }) }),
-      createWriteStream(file, { highWaterMark: 1024 * 1024 }),
+      createWriteStream(file, { highWaterMark: 256 * 1024 }),
       this.opts.onProgress ? { onBytes: this.opts.onProgress } : {},
     );
     const created = new Date(mtime * 1000).toISOString();

@@ -65,7 +65,7 @@ function* readChunks(path: string): Generator<Buffer> {
   const fd = openSync(path, 'r');
   try {
     while (true) {
-      const buf = Buffer.allocUnsafe(1024 * 1024);
+      const buf = Buffer.allocUnsafe(256 * 1024);
       const n = readSync(fd, buf, 0, buf.length, null);
       if (n === 0) return;
       yield n === buf.length ? buf : buf.subarray(0, n);
