@@ -19,7 +19,7 @@ const HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0x03]);
 export class ParallelGzip extends Transform {
   /** Input blocks are recycled once deflated: a layer is hundreds of blocks, and fresh ones are garbage the GC only reaps late. */
   private readonly free: Buffer[] = [];
-  private block = Buffer.allocUnsafe(BLOCK);
+  private block: Buffer = Buffer.allocUnsafe(BLOCK);
   private filled = 0;
   private dictionary: Buffer | undefined;
   private crc = 0;
