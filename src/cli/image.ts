@@ -11,7 +11,7 @@ import type { RegistryOptions } from '../transport/registry/client.js';
 import { OciLayoutDestination } from '../transport/oci-layout.js';
 import { openDestination, openSource, type TransportContext } from '../transport/open.js';
 import { formatBytes, table } from './format.js';
-import { copyProgress } from './progress.js';
+import { copyProgress, packProgress } from './progress.js';
 import type { Globals } from './main.js';
 
 function registryOptions(o: { insecure?: boolean; creds?: string }): RegistryOptions {
@@ -40,7 +40,9 @@ export function registerImageCommands(program: Command, globals: () => Globals):
       const started = Date.now();
       const dst = await openDestination(dstRef, { home: g.home, registry: registryOptions({ ...o, creds: o.destCreds }) });
       const progress = copyProgress(process.stderr, g.quiet || g.json);
+      const packing = packProgress(srcRef, process.stderr, g.quiet || g.json);
       const ctx: TransportContext = {
+        onDirProgress: (n) => packing.onBytes(n),
         home: g.home,
         registry: registryOptions({ ...o, creds: o.srcCreds }),
         ...(dst instanceof OciLayoutDestination && { scratch: await dst.layout.scratchDir() }),
@@ -52,7 +54,8 @@ export function registerImageCommands(program: Command, globals: () => Globals):
         const result = await copyImage(src, dst, {
           ...(o.platform && { platform: parsePlatform(o.platform) }),
           concurrency: Math.max(1, Number(o.jobs) || 4),
-          events: progress,
+          // A dir: source has built its layer by the time the first blob moves.
+          events: { ...progress, blobStart: (d) => (packing.done(), progress.blobStart?.(d)) },
         });
         progress.stop();
         const moved = result.blobs.filter((b) => b.outcome === 'copied').reduce((a, b) => a + b.size, 0);

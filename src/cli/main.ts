@@ -44,6 +44,7 @@ export async function main(argv: string[]): Promise<number> {
     const e = err as NodeJS.ErrnoException;
     process.stderr.write(`error: ${errorMessage(err)}\n`);
     if (process.env.SLIPWAY_DEBUG) process.stderr.write(`${e.stack ?? ''}\n`);
+    else process.stderr.write('hint: SLIPWAY_DEBUG=all shows the stack and a trace\n');
     return 1;
   }
 }

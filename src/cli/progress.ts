@@ -50,3 +50,25 @@ export function copyProgress(stream: NodeJS.WriteStream = process.stderr, quiet 
     },
   };
 }
+
+/** Progress of packing a directory into a layer: a live byte count on a TTY, one line at the end otherwise. */
+export function packProgress(label: string, stream: NodeJS.WriteStream = process.stderr, quiet = false): { onBytes(n: number): void; done(): void } {
+  let total = 0;
+  let last = 0;
+  const started = Date.now();
+  return {
+    onBytes(n) {
+      total += n;
+      if (quiet || !stream.isTTY || Date.now() - last < 100) return;
+      last = Date.now();
+      stream.write(`\rpacking ${label}: ${formatBytes(total)}`);
+    },
+    done() {
+      if (quiet || total === 0) return;
+      const bytes = total;
+      total = 0;
+      const line = `packed ${label}: ${formatBytes(bytes)} in ${((Date.now() - started) / 1000).toFixed(1)} s`;
+      stream.write(stream.isTTY ? `\r${line}\x1b[K\n` : `${line}\n`);
+    },
+  };
+}

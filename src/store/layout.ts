@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream, type ReadStream } from 'node:fs';
+import { appendFileSync, createReadStream, createWriteStream, mkdirSync, statSync, type ReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -73,10 +73,7 @@ export class OciLayout {
   }
 
   async blobSize(digest: Digest): Promise<number | undefined> {
-    return stat(this.blobPath(digest)).then(
-      (s) => s.size,
-      () => undefined,
-    );
+    return statSync(this.blobPath(digest), { throwIfNoEntry: false })?.size;
   }
 
   openBlob(digest: Digest): ReadStream {
@@ -190,8 +187,8 @@ export class OciLayout {
   async pin(digest: Digest): Promise<void> {
     // Named before any await, so concurrent first pins share one file.
     this.pinFile ??= join(this.root, PIN_DIR, `${process.pid}-${randomBytes(4).toString('hex')}`);
-    await mkdir(join(this.root, PIN_DIR), { recursive: true });
-    await writeFile(this.pinFile, `${digest}\n`, { flag: 'a' });
+    mkdirSync(join(this.root, PIN_DIR), { recursive: true });
+    appendFileSync(this.pinFile, `${digest}\n`);
   }
 
   /** Drops this process's pins once everything it wrote is referenced from index.json. */

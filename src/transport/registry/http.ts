@@ -1,6 +1,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
+import { debug } from '../../debug.js';
 
 const agents = {
   'http:': new http.Agent({ keepAlive: true, maxSockets: 16 }),
@@ -27,7 +28,10 @@ export function httpRequest(req: HttpRequest): Promise<HttpResponse> {
     const r = mod.request(
       req.url,
       { method: req.method, headers: req.headers, agent: agents[req.url.protocol as 'http:' | 'https:'] },
-      (res) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res }),
+      (res) => {
+        debug('http', () => `${req.method} ${req.url.pathname} → ${res.statusCode}`);
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res });
+      },
     );
     r.on('error', reject);
     const body = req.body;
