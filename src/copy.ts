@@ -82,9 +82,13 @@ export async function copyImage(src: ImageSource, dst: ImageDestination, opts: C
       const file = src.blobFile?.(desc);
       if (!(file && dst.putBlobFile && (await dst.putBlobFile(desc, file)))) {
         const data = await src.getBlob(desc);
-        const counted = counter(desc, events);
-        data.on('error', (err) => counted.destroy(err));
-        await dst.putBlob(desc, data.pipe(counted));
+        if (events?.blobBytes) {
+          const counted = counter(desc, events);
+          data.on('error', (err) => counted.destroy(err));
+          await dst.putBlob(desc, data.pipe(counted));
+        } else {
+          await dst.putBlob(desc, data);
+        }
       }
     }
     done.set(desc.digest, { digest: desc.digest, size: desc.size, outcome });

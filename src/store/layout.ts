@@ -9,7 +9,7 @@ import { algorithmOf, hexOf, Hasher, parseDigest, verifyResult, type Algorithm, 
 import { MediaType } from '../oci/mediatypes.js';
 import { encodeJson, MAX_MANIFEST_BYTES, parseJson, parseManifest, type Descriptor, type ImageIndex, type ParsedManifest } from '../oci/types.js';
 import { fsyncDir, writeFileAtomic } from './atomic.js';
-import { acquireLock } from './lock.js';
+import { acquireLock, processAlive } from './lock.js';
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 const TMP_DIR = '.slipway-tmp';
@@ -354,15 +354,6 @@ export class OciLayout {
   }
 }
 
-function processAlive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export function listTags(index: ImageIndex): string[] {
   return index.manifests.map((m) => m.annotations?.[REF_NAME]).filter((t): t is string => t !== undefined);

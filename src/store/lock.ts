@@ -1,7 +1,8 @@
 import { closeSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { SlipwayError } from '../errors.js';
 
-function alive(pid: number): boolean {
+/** True while a process with this pid exists (ours or another user's). */
+export function processAlive(pid: number): boolean {
   if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
@@ -47,11 +48,11 @@ export async function acquireLock(path: string, what: string, timeoutMs = 120_00
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
     const owner = Number(readOrEmpty(path));
-    if (owner && !alive(owner)) {
+    if (owner && !processAlive(owner)) {
       const stale = `${path}.stale.${process.pid}`;
       if (tryRename(path, stale)) {
         const moved = Number(readOrEmpty(stale));
-        if (moved !== owner && alive(moved)) tryRename(stale, path);
+        if (moved !== owner && processAlive(moved)) tryRename(stale, path);
         else rmSync(stale, { force: true });
       }
       continue;
