@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { errorMessage, SlipwayError } from '../errors.js';
 import { slipwayHome } from '../home.js';
 import { registerImageCommands } from './image.js';
+import { registerStackCommands } from './stack.js';
 
 export interface Globals {
   json: boolean;
@@ -24,6 +25,7 @@ export async function main(argv: string[]): Promise<number> {
     return { json: o.json === true, quiet: o.quiet === true, home: o.home ?? slipwayHome() };
   };
   registerImageCommands(program, globals);
+  registerStackCommands(program, globals);
   for (const c of program.commands) c.exitOverride().showHelpAfterError();
   for (const c of program.commands.flatMap((c) => c.commands)) c.exitOverride();
 

@@ -1,0 +1,167 @@
+import type { Command } from 'commander';
+import { join } from 'node:path';
+import { parseCredsFlag } from '../transport/registry/auth.js';
+import { openDb } from '../store/db.js';
+import { DEFAULT_MIRROR, withDebootstrap } from '../stack/bootstrap.js';
+import { importStack, listStacks, removeStack, resolveStack, setDefaultStack, stackTag } from '../stack/stacks.js';
+import { imageStorePath } from '../home.js';
+import { inspectImage } from '../inspect.js';
+import { openSource } from '../transport/open.js';
+import { formatBytes, table } from './format.js';
+import { copyProgress, packProgress } from './progress.js';
+import type { Globals } from './main.js';
+
+function print(g: Globals, json: unknown, text: string): void {
+  process.stdout.write(g.json ? `${JSON.stringify(json, null, 2)}\n` : `${text}\n`);
+}
+
+export function registerStackCommands(program: Command, globals: () => Globals): void {
+  const stack = program.command('stack').description('shared read-only base root filesystems apps are built and run on');
+
+  stack
+    .command('import')
+    .description('import an image (any transport) or dir:ROOTFS as a new version of a stack')
+    .argument('<name>', 'stack name, e.g. bookworm')
+    .argument('<source>', 'oci:, docker-archive:, docker://, dir: or a local NAME:TAG')
+    .option('--creds <user:password>', 'registry credentials')
+    .option('--insecure', 'allow plain HTTP to a non-loopback registry')
+    .action(async (name: string, source: string, o: { creds?: string; insecure?: boolean }) => {
+      const g = globals();
+      const db = openDb(g.home);
+      const progress = copyProgress(process.stderr, g.quiet || g.json);
+      const packing = packProgress(source, process.stderr, g.quiet || g.json);
+      try {
+        const { stack: s, created } = await importStack(
+          db,
+          {
+            home: g.home,
+            registry: { ...(o.insecure && { insecure: true }), ...(o.creds && { credentials: parseCredsFlag(o.creds) }) },
+            onDirProgress: (n) => packing.onBytes(n),
+          },
+          name,
+          source,
+          { ...progress, blobStart: (d) => (packing.done(), progress.blobStart?.(d)) },
+        );
+        progress.stop();
+        print(g, { ...s, created }, created ? `stack ${s.name}@v${s.version} imported (${s.digest}, ${formatBytes(s.size)})` : `stack ${s.name}@v${s.version} already has this content (${s.digest})`);
+      } finally {
+        progress.stop();
+        db.close();
+      }
+    });
+
+  stack
+    .command('bootstrap')
+    .description('build a Debian stack with debootstrap --variant=minbase and import it')
+    .argument('<name>', 'stack name')
+    .option('--suite <suite>', 'Debian suite', 'bookworm')
+    .option('--include <pkgs>', 'extra packages, comma separated', '')
+    .option('--mirror <url>', 'Debian mirror', DEFAULT_MIRROR)
+    .action(async (name: string, o: { suite: string; include: string; mirror: string }) => {
+      const g = globals();
+      const db = openDb(g.home);
+      const started = Date.now();
+      const tty = process.stderr.isTTY && !g.quiet && !g.json;
+      let steps = 0;
+      try {
+        const result = await withDebootstrap(
+          join(g.home, 'tmp'),
+          {
+            suite: o.suite,
+            include: o.include.split(',').map((p) => p.trim()).filter(Boolean),
+            mirror: o.mirror,
+            onStep: (step) => {
+              steps++;
+              if (g.quiet || g.json) return;
+              const line = `debootstrap ${o.suite} [${((Date.now() - started) / 1000).toFixed(0)} s] ${step}`;
+              if (tty) process.stderr.write(`\r${line.slice(0, (process.stderr.columns || 80) - 1)}\x1b[K`);
+              else if (/^(Retrieving Release|Validating|Extracting|Installing|Configuring|Base system)/.test(step) && !/^(Extracting|Configuring) \S+$/.test(step)) process.stderr.write(`${line}\n`);
+            },
+          },
+          async (rootfs) => {
+            if (tty) process.stderr.write('\n');
+            return importStack(db, { home: g.home }, name, `dir:${rootfs}`);
+          },
+        );
+        const s = result.stack;
+        print(g, { ...s, created: result.created, seconds: (Date.now() - started) / 1000, steps }, `stack ${s.name}@v${s.version} bootstrapped from ${o.suite} in ${((Date.now() - started) / 1000).toFixed(0)} s (${s.digest}, ${formatBytes(s.size)})`);
+      } finally {
+        db.close();
+      }
+    });
+
+  stack
+    .command('ls')
+    .description('list stacks and their versions')
+    .action(() => {
+      const g = globals();
+      const db = openDb(g.home);
+      try {
+        const rows = listStacks(db);
+        print(
+          g,
+          rows,
+          rows.length === 0
+            ? 'no stacks (slipway stack bootstrap bookworm, or slipway stack import NAME SOURCE)'
+            : table([
+                ['NAME', 'VERSION', 'DIGEST', 'SIZE', 'RELEASES', 'IMPORTED'],
+                ...rows.map((s) => [`${s.name}${s.isDefault ? ' (default)' : ''}`, `v${s.version}`, s.digest.slice(0, 19), formatBytes(s.size), String(s.releases), s.createdAt.slice(0, 19)]),
+              ]),
+        );
+      } finally {
+        db.close();
+      }
+    });
+
+  stack
+    .command('inspect')
+    .description('show a stack version (default: the latest of the default stack)')
+    .argument('[stack]', 'NAME or NAME@vN')
+    .action(async (spec: string | undefined) => {
+      const g = globals();
+      const db = openDb(g.home);
+      try {
+        const s = resolveStack(db, spec);
+        const src = await openSource(`oci:${imageStorePath(g.home)}:${stackTag(s.name, s.digest)}`, { home: g.home });
+        try {
+          const info = await inspectImage(src);
+          print(g, { ...s, image: info }, [`Stack:     ${s.name}@v${s.version}`, `Digest:    ${s.digest}`, `Source:    ${s.source}`, `Imported:  ${s.createdAt}`, `Platform:  ${info.platform}`, `Size:      ${formatBytes(s.size)}`, `Layers:    ${info.layers.length}`].join('\n'));
+        } finally {
+          await src.close();
+        }
+      } finally {
+        db.close();
+      }
+    });
+
+  stack
+    .command('default')
+    .description('set the stack builds use when none is named')
+    .argument('<name>', 'stack name')
+    .action((name: string) => {
+      const g = globals();
+      const db = openDb(g.home);
+      try {
+        setDefaultStack(db, name);
+        print(g, { default: name }, `default stack: ${name}`);
+      } finally {
+        db.close();
+      }
+    });
+
+  stack
+    .command('rm')
+    .description('remove a stack version, or all versions of a name (refused while a release uses one)')
+    .argument('<stack>', 'NAME or NAME@vN')
+    .option('--force', 'remove even if releases use it')
+    .action(async (spec: string, o: { force?: boolean }) => {
+      const g = globals();
+      const db = openDb(g.home);
+      try {
+        const removed = await removeStack(db, g.home, spec, o.force === true);
+        print(g, removed, removed.map((s) => `removed stack ${s.name}@v${s.version}`).join('\n'));
+      } finally {
+        db.close();
+      }
+    });
+}

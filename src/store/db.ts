@@ -1,0 +1,69 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { SlipwayError } from '../errors.js';
+
+/**
+ * The metadata database: stacks, apps, slugs, releases. SQLite in WAL mode, every change a
+ * transaction. Content lives in the image store; rows only point at it by digest, and are
+ * written after the content is in place, so a crash never leaves a row without its content.
+ */
+export type Db = Database.Database;
+
+const MIGRATIONS: string[] = [
+  `CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+   CREATE TABLE stacks (
+     name TEXT NOT NULL,
+     version INTEGER NOT NULL,
+     digest TEXT NOT NULL,
+     source TEXT NOT NULL,
+     size INTEGER NOT NULL,
+     created_at TEXT NOT NULL,
+     PRIMARY KEY (name, version),
+     UNIQUE (name, digest)
+   );
+   CREATE TABLE apps (name TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+   CREATE TABLE releases (
+     app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+     version INTEGER NOT NULL,
+     slug TEXT,
+     stack_name TEXT NOT NULL,
+     stack_version INTEGER NOT NULL,
+     stack_digest TEXT NOT NULL,
+     config TEXT NOT NULL,
+     description TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     PRIMARY KEY (app, version)
+   );`,
+];
+
+export function openDb(home: string): Db {
+  mkdirSync(home, { recursive: true });
+  const path = join(home, 'slipway.db');
+  let db: Db;
+  try {
+    db = new Database(path);
+  } catch (err) {
+    throw new SlipwayError(`${path}: cannot open the metadata database (${(err as Error).message})`);
+  }
+  db.pragma('journal_mode = WAL');
+  db.pragma('busy_timeout = 10000');
+  db.pragma('foreign_keys = ON');
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new SlipwayError(`${path}: written by a newer slipway (schema ${current}, this one knows ${MIGRATIONS.length})`, { hint: 'upgrade slipway' });
+  }
+  db.transaction(() => {
+    for (let v = current; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v]!);
+    db.pragma(`user_version = ${MIGRATIONS.length}`);
+  }).immediate();
+  return db;
+}
+
+export function getSetting(db: Db, key: string): string | undefined {
+  return (db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined)?.value;
+}
+
+export function setSetting(db: Db, key: string, value: string): void {
+  db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
+}
