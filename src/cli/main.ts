@@ -3,6 +3,7 @@ import { errorMessage, SlipwayError } from '../errors.js';
 import { slipwayHome } from '../home.js';
 import { registerImageCommands } from './image.js';
 import { registerStackCommands } from './stack.js';
+import { registerAppCommands } from './apps.js';
 
 export interface Globals {
   json: boolean;
@@ -26,6 +27,7 @@ export async function main(argv: string[]): Promise<number> {
   };
   registerImageCommands(program, globals);
   registerStackCommands(program, globals);
+  registerAppCommands(program, globals);
   for (const c of program.commands) c.exitOverride().showHelpAfterError();
   for (const c of program.commands.flatMap((c) => c.commands)) c.exitOverride();
 

@@ -20,6 +20,8 @@ export interface ScanOptions {
   mtime?: number;
   /** Prefix added to every path in the archive (e.g. "app"). */
   prefix?: string;
+  /** Owner given to every entry instead of the one on disk (slugs belong to the app user). */
+  owner?: { uid: number; gid: number };
   /** Called for entries that cannot go in a layer (sockets). */
   onSkip?: (path: string, why: string) => void;
 }
@@ -98,7 +100,7 @@ export async function* scanDirectory(root: string, opts: ScanOptions = {}): Asyn
   if (!rootStat.isDirectory()) throw new SlipwayError(`dir:${root}: not a directory`);
   for (let i = 1; i <= prefixParts.length; i++) {
     yield {
-      header: { path: prefixParts.slice(0, i).join('/'), type: 'dir', mode: 0o755, uid: rootStat.uid, gid: rootStat.gid, size: 0, mtime },
+      header: { path: prefixParts.slice(0, i).join('/'), type: 'dir', mode: 0o755, uid: opts.owner?.uid ?? rootStat.uid, gid: opts.owner?.gid ?? rootStat.gid, size: 0, mtime },
     };
   }
 
@@ -113,7 +115,7 @@ export async function* scanDirectory(root: string, opts: ScanOptions = {}): Asyn
         opts.onSkip?.(path, 'sockets cannot be stored in a layer');
         continue;
       }
-      const header: TarHeader = { path, type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: 0, mtime };
+      const header: TarHeader = { path, type, mode: st.mode & 0o7777, uid: opts.owner?.uid ?? st.uid, gid: opts.owner?.gid ?? st.gid, size: 0, mtime };
       if (type === 'file' && st.nlink > 1) {
         const key = `${st.dev}:${st.ino}`;
         const first = links.get(key);

@@ -1,0 +1,190 @@
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { build, type BuildDirs } from '../buildpack/build.js';
+import type { BuildRuntime } from '../buildpack/step.js';
+import { SlipwayError, UsageError } from '../errors.js';
+import { checkAppName, createApp, getApp, listApps } from '../release/apps.js';
+import { currentRelease, listReleases, parseAssignments, rollback, setConfig, unsetConfig } from '../release/releases.js';
+import { ContainerBuildRuntime, BUILD_CONTAINER_PREFIX } from '../runtime/build-container.js';
+import { ProcessBuildRuntime } from '../runtime/build-process.js';
+import { reapContainers } from '../runtime/oci-runtime.js';
+import { resolveStack, type Stack } from '../stack/stacks.js';
+import { unpackedStack } from '../stack/unpacked.js';
+import { openDb } from '../store/db.js';
+import { table } from './format.js';
+import type { Globals } from './main.js';
+
+function print(g: Globals, json: unknown, text: string): void {
+  process.stdout.write(g.json ? `${JSON.stringify(json, null, 2)}\n` : `${text}\n`);
+}
+
+/** The edge decides where build steps run: a container on the stack when possible, else processes. */
+function buildRuntimeFactory(home: string, stack: Stack, wanted: string, warn: (s: string) => void): (dirs: BuildDirs) => Promise<BuildRuntime> {
+  return async (dirs) => {
+    const processes = (): BuildRuntime => new ProcessBuildRuntime(dirs.app, dirs.cache, dirs.env, dirs.buildpacks);
+    if (wanted === 'process') return processes();
+    const stateRoot = join(home, 'run');
+    try {
+      for (const rt of ['runc', 'crun']) await reapContainers({ name: rt, root: join(stateRoot, rt) }, BUILD_CONTAINER_PREFIX);
+      const rootfs = await unpackedStack(home, stack);
+      const { runtime, why } = await ContainerBuildRuntime.open(stateRoot, rootfs, dirs, join(dirs.root, 'bundles'));
+      for (const w of why) warn(`note: ${w}; using ${runtime.runtimeName}`);
+      return runtime;
+    } catch (err) {
+      if (wanted === 'container') throw new SlipwayError(`cannot run the build container: ${(err as Error).message}`, { hint: 'use --runtime process on hosts without runc or crun' });
+      warn(`note: no container runtime works here (${(err as Error).message}); building with plain processes`);
+      return processes();
+    }
+  };
+}
+
+export function registerAppCommands(program: Command, globals: () => Globals): void {
+  const apps = program.command('apps').description('list apps').action(() => {
+    const g = globals();
+    const db = openDb(g.home);
+    try {
+      const rows = listApps(db);
+      print(g, rows, rows.length === 0 ? 'no apps (slipway build DIR --app NAME creates one)' : table([['NAME', 'RELEASES', 'CREATED'], ...rows.map((a) => [a.name, String(a.releases), a.createdAt.slice(0, 19)])]));
+    } finally {
+      db.close();
+    }
+  });
+  apps
+    .command('create')
+    .description('create an app')
+    .argument('<name>', 'app name')
+    .action((name: string) => {
+      const g = globals();
+      const db = openDb(g.home);
+      try {
+        print(g, createApp(db, name), `created ${name}`);
+      } finally {
+        db.close();
+      }
+    });
+
+  program
+    .command('build')
+    .description('build app source into a slug with buildpacks, and release it')
+    .argument('[src]', 'app source directory', '.')
+    .requiredOption('-a, --app <name>', 'app (created on its first build)')
+    .option('-s, --stack <stack>', 'stack NAME or NAME@vN (default: the default stack)')
+    .option('-b, --buildpack <spec>', 'buildpack: built-in name, dir, .tgz file or URL, git URL[#ref] (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--runtime <kind>', 'where buildpack steps run: container, process or auto', 'auto')
+    .action(async (src: string, o: { app: string; stack?: string; buildpack: string[]; runtime: string }) => {
+      const g = globals();
+      if (!['auto', 'container', 'process'].includes(o.runtime)) throw new UsageError(`--runtime ${o.runtime}: use container, process or auto`);
+      checkAppName(o.app);
+      const db = openDb(g.home);
+      try {
+        const stack = resolveStack(db, o.stack);
+        const quiet = g.quiet || g.json;
+        const result = await build({
+          home: g.home,
+          db,
+          app: o.app,
+          source: src,
+          stack,
+          buildpacks: o.buildpack,
+          runtime: buildRuntimeFactory(g.home, stack, o.runtime, (s) => process.stderr.write(`${s}\n`)),
+          out: (line) => {
+            if (!quiet) process.stdout.write(`${line}\n`);
+          },
+        });
+        if (g.json) print(g, { release: result.release, slug: result.slug, log: result.log, seconds: result.seconds }, '');
+      } finally {
+        db.close();
+      }
+    });
+
+  program
+    .command('releases')
+    .description('list an app\'s releases, newest first')
+    .argument('<app>', 'app name')
+    .action((name: string) => {
+      const g = globals();
+      const db = openDb(g.home);
+      try {
+        getApp(db, name);
+        const rows = listReleases(db, name).map(({ config, ...r }) => ({ ...r, configKeys: Object.keys(config) }));
+        print(
+          g,
+          rows,
+          rows.length === 0
+            ? `${name} has no releases yet`
+            : table([['VERSION', 'DESCRIPTION', 'SLUG', 'STACK', 'CREATED'], ...rows.map((r) => [`v${r.version}`, r.description, r.slug?.slice(0, 19) ?? '-', r.stack ? `${r.stack.name}@v${r.stack.version}` : '-', r.createdAt.slice(0, 19)])]),
+        );
+      } finally {
+        db.close();
+      }
+    });
+
+  const config = program
+    .command('config')
+    .description('show an app\'s config vars (values hidden unless --reveal)')
+    .argument('<app>', 'app name')
+    .option('--reveal', 'print the values')
+    .action((name: string, o: { reveal?: boolean }) => {
+      const g = globals();
+      const db = openDb(g.home);
+      try {
+        getApp(db, name);
+        const vars = currentRelease(db, name)?.config ?? {};
+        const shown = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, o.reveal ? v : '••••••']));
+        print(g, shown, Object.keys(vars).length === 0 ? `${name} has no config vars` : Object.entries(shown).map(([k, v]) => `${k}=${v}`).join('\n'));
+      } finally {
+        db.close();
+      }
+    });
+  config
+    .command('set')
+    .description('set config vars: a new release, no rebuild')
+    .argument('<app>', 'app name')
+    .argument('<assignments...>', 'KEY=VALUE ...')
+    .action((name: string, assignments: string[]) => {
+      const g = globals();
+      const db = openDb(g.home);
+      try {
+        getApp(db, name);
+        const r = setConfig(db, name, parseAssignments(assignments));
+        print(g, { version: r.version, description: r.description }, `${r.description}: v${r.version}`);
+      } finally {
+        db.close();
+      }
+    });
+  config
+    .command('unset')
+    .description('remove config vars: a new release, no rebuild')
+    .argument('<app>', 'app name')
+    .argument('<keys...>', 'KEY ...')
+    .action((name: string, keys: string[]) => {
+      const g = globals();
+      const db = openDb(g.home);
+      try {
+        getApp(db, name);
+        const r = unsetConfig(db, name, keys);
+        print(g, { version: r.version, description: r.description }, `${r.description}: v${r.version}`);
+      } finally {
+        db.close();
+      }
+    });
+
+  program
+    .command('rollback')
+    .description('make a new release with an earlier release\'s slug, stack and config')
+    .argument('<app>', 'app name')
+    .argument('<version>', 'vN')
+    .action((name: string, version: string) => {
+      const g = globals();
+      const m = /^v?(\d+)$/.exec(version);
+      if (!m) throw new UsageError(`"${version}" is not a release version (vN)`);
+      const db = openDb(g.home);
+      try {
+        getApp(db, name);
+        const r = rollback(db, name, Number(m[1]));
+        print(g, { version: r.version, description: r.description }, `${r.description}: v${r.version}`);
+      } finally {
+        db.close();
+      }
+    });
+}

@@ -1,0 +1,132 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { STEP_WRAPPER, type BuildRuntime, type StepRequest, type StepResult } from '../buildpack/step.js';
+import { pickOciRuntime, type OciRuntime } from './oci-runtime.js';
+import { spawnStep } from './step-process.js';
+
+export const BUILD_UID = 1000;
+export const BUILD_CONTAINER_PREFIX = 'slipway-build-';
+
+const MASKED = ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap'];
+const READONLY = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+
+interface Binds {
+  app: string;
+  cache: string;
+  env: string;
+  buildpacks: string;
+}
+
+/** The runtime-spec config of one build step: read-only stack, no capabilities, the app user, host network. */
+function buildConfig(rootfs: string, binds: Binds, args: string[], env: Record<string, string>): object {
+  const bind = (destination: string, source: string, rw: boolean) => ({ destination, type: 'bind', source, options: ['rbind', rw ? 'rw' : 'ro', 'nosuid', 'nodev'] });
+  return {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: false,
+      user: { uid: BUILD_UID, gid: BUILD_UID },
+      args,
+      env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+      cwd: '/app',
+      capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
+      noNewPrivileges: true,
+    },
+    root: { path: rootfs, readonly: true },
+    hostname: 'build',
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
+      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+      { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] },
+      bind('/app', binds.app, true),
+      bind('/cache', binds.cache, true),
+      bind('/env', binds.env, false),
+      bind('/buildpacks', binds.buildpacks, true),
+      bind('/etc/resolv.conf', '/etc/resolv.conf', false),
+    ],
+    linux: {
+      // No network namespace: builds reach package registries, as on Heroku.
+      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
+      maskedPaths: MASKED,
+      readonlyPaths: READONLY,
+      resources: { devices: [{ allow: false, access: 'rwm' }] },
+    },
+  };
+}
+
+/**
+ * Build steps in a container on the unpacked stack (runc or crun): the stack read-only, the
+ * build dir, cache, env dir and buildpacks bind-mounted, run as the app user with no
+ * capabilities and no new privileges. Each step is one short-lived container.
+ */
+export class ContainerBuildRuntime implements BuildRuntime {
+  readonly name = 'container' as const;
+  readonly appDir = '/app';
+  readonly cacheDir = '/cache';
+  readonly envDir = '/env';
+  private counter = 0;
+
+  private constructor(
+    private readonly rt: OciRuntime,
+    private readonly rootfs: string,
+    private readonly binds: Binds,
+    private readonly work: string,
+  ) {}
+
+  /** Picks crun or runc by running a trivial container on the stack; `why` lists what was skipped. */
+  static async open(stateRoot: string, rootfs: string, binds: Binds, work: string): Promise<{ runtime: ContainerBuildRuntime; why: string[] }> {
+    await mkdir(work, { recursive: true });
+    const probeEnv = { PATH: '/usr/bin:/bin' };
+    const { runtime, why } = await pickOciRuntime(stateRoot, async (rt) => {
+      const r = await runContainer(rt, work, `${BUILD_CONTAINER_PREFIX}probe-${randomBytes(4).toString('hex')}`, buildConfig(rootfs, binds, ['/bin/true'], probeEnv), () => undefined, false);
+      if (r.code !== 0) throw new Error(`probe exited ${r.code}`);
+    });
+    return { runtime: new ContainerBuildRuntime(runtime, rootfs, binds, work), why };
+  }
+
+  get runtimeName(): string {
+    return this.rt.name;
+  }
+
+  buildpackDir(index: number): string {
+    return `/buildpacks/${index}`;
+  }
+
+  run(step: StepRequest): Promise<StepResult> {
+    const script = `${this.buildpackDir(step.buildpack)}/bin/${step.script}`;
+    const args = step.script === 'compile' ? [this.appDir, this.cacheDir, this.envDir] : [this.appDir];
+    const config = buildConfig(this.rootfs, this.binds, ['/bin/sh', '-c', STEP_WRAPPER, 'slipway-step', script, ...args], { ...step.env, SLIPWAY_EXPORTS: step.exports.join(' ') });
+    const id = `${BUILD_CONTAINER_PREFIX}${process.pid}-${++this.counter}-${randomBytes(3).toString('hex')}`;
+    return runContainer(this.rt, this.work, id, config, step.onLine, step.captureStdout);
+  }
+
+  async close(): Promise<void> {
+    await rm(this.work, { recursive: true, force: true });
+  }
+}
+
+async function runContainer(rt: OciRuntime, work: string, id: string, config: object, onLine: (l: string) => void, captureStdout: boolean): Promise<StepResult> {
+  const bundle = join(work, id);
+  await mkdir(bundle, { recursive: true });
+  await writeFile(join(bundle, 'config.json'), JSON.stringify(config));
+  try {
+    const lines: string[] = [];
+    const r = await spawnStep(rt.name, ['--root', rt.root, 'run', '--bundle', bundle, id], {
+      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
+      onLine: (l) => {
+        lines.push(l);
+        onLine(l);
+      },
+      captureStdout,
+    });
+    if (r.code !== 0 && lines.some((l) => /^(time=.*level=error|crun: )/.test(l))) {
+      throw new Error(lines.filter((l) => /level=error|crun: /.test(l)).join('\n'));
+    }
+    return r;
+  } finally {
+    await rm(bundle, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,106 @@
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SlipwayError } from '../errors.js';
+import { imageStorePath } from '../home.js';
+import { digestOf, hexOf, type Digest } from '../oci/digest.js';
+import { buildLayer } from '../oci/layer.js';
+import { MediaType } from '../oci/mediatypes.js';
+import { scanDirectory, sourceDateEpoch } from '../oci/tar/scan.js';
+import { encodeJson, parseJson, type Descriptor, type ImageManifest } from '../oci/types.js';
+import { OciLayout } from '../store/layout.js';
+import type { ProcessTypes } from './procfile.js';
+
+export const SLUG_ARTIFACT_TYPE = 'application/vnd.slipway.slug.v1';
+export const SLUG_CONFIG_TYPE = 'application/vnd.slipway.slug.config.v1+json';
+/** The owner of every file in a slug: the unprivileged app user (uid 1000 in the dyno). */
+export const APP_UID = 1000;
+
+export interface BuildpackUsed {
+  name: string;
+  url: string;
+  version?: string;
+}
+
+/** What a slug says about itself: deterministic (no times, no paths of the build host). */
+export interface SlugMetadata {
+  apiVersion: 'slipway/v1';
+  kind: 'Slug';
+  processTypes: ProcessTypes;
+  buildpacks: BuildpackUsed[];
+  stack: { name: string; digest: string };
+  /** Bytes of the uncompressed tar, and of the compressed blob. */
+  size: { uncompressed: number; compressed: number };
+  /** The slug blob: the very layer an exported image carries. */
+  layer: { digest: Digest; diffId: Digest };
+}
+
+export interface Slug {
+  /** Digest of the slug's OCI artifact manifest. */
+  digest: Digest;
+  metadata: SlugMetadata;
+}
+
+export function slugTag(app: string, digest: Digest): string {
+  return `slugs/${app}:${hexOf(digest)}`;
+}
+
+/**
+ * Packs a compiled /app directory into a slug: a deterministic gzip tar with paths under
+ * app/ (owned by the app user, mtimes pinned), stored as an OCI artifact whose single layer is
+ * exactly the app layer of an exported image. The same tree always gives the same digests.
+ */
+export async function createSlug(
+  home: string,
+  app: string,
+  appDir: string,
+  meta: Omit<SlugMetadata, 'apiVersion' | 'kind' | 'size' | 'layer'>,
+): Promise<Slug> {
+  const layout = await OciLayout.open(imageStorePath(home), { create: true });
+  const work = await mkdtemp(join(await layout.scratchDir(), `dir-${process.pid}-`));
+  try {
+    const file = join(work, 'slug.tgz');
+    const layer = await buildLayer(
+      scanDirectory(appDir, { prefix: 'app', mtime: sourceDateEpoch(), owner: { uid: APP_UID, gid: APP_UID } }),
+      createWriteStream(file),
+    );
+    await layout.adoptFile(file, layer.digest);
+    const metadata: SlugMetadata = {
+      apiVersion: 'slipway/v1',
+      kind: 'Slug',
+      ...meta,
+      size: { uncompressed: layer.uncompressedSize, compressed: layer.size },
+      layer: { digest: layer.digest, diffId: layer.diffId },
+    };
+    const config = encodeJson(metadata);
+    const configDesc: Descriptor = { mediaType: SLUG_CONFIG_TYPE, digest: digestOf(config), size: config.length };
+    await layout.writeSmallBlob(config, configDesc.digest);
+    const manifest: ImageManifest = {
+      schemaVersion: 2,
+      mediaType: MediaType.ociManifest,
+      artifactType: SLUG_ARTIFACT_TYPE,
+      config: configDesc,
+      layers: [{ mediaType: layer.mediaType, digest: layer.digest, size: layer.size, annotations: { 'org.opencontainers.image.title': 'slug.tgz' } }],
+    };
+    const bytes = encodeJson(manifest);
+    const digest = digestOf(bytes);
+    await layout.writeSmallBlob(bytes, digest);
+    await layout.tag({ mediaType: MediaType.ociManifest, digest, size: bytes.length, artifactType: SLUG_ARTIFACT_TYPE }, slugTag(app, digest));
+    return { digest, metadata };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+    await layout.unpin();
+  }
+}
+
+/** Reads a slug's metadata from the store. */
+export async function readSlug(home: string, digest: Digest): Promise<Slug> {
+  const layout = await OciLayout.open(imageStorePath(home), { create: true });
+  const size = await layout.blobSize(digest);
+  if (size === undefined) throw new SlipwayError(`slug ${digest} is not in the store`, { hint: 'rebuild the app or pull the slug' });
+  const m = await layout.readManifest({ mediaType: MediaType.ociManifest, digest, size });
+  if (m.kind !== 'manifest' || m.manifest.artifactType !== SLUG_ARTIFACT_TYPE) throw new SlipwayError(`${digest} is not a slug`);
+  const metadata = parseJson(await layout.readSmallBlob(m.manifest.config), `slug ${digest}: metadata`) as SlugMetadata;
+  return { digest, metadata };
+}
+

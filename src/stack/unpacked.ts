@@ -1,0 +1,42 @@
+import { existsSync } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { imageStorePath } from '../home.js';
+import { hexOf, type Digest } from '../oci/digest.js';
+import { OciLayoutSource } from '../transport/oci-layout.js';
+import { unpackImage } from '../unpack.js';
+import { stackTag, type Stack } from './stacks.js';
+
+/** Mount points containers need on a read-only root; made once, at unpack time. */
+const MOUNT_POINTS = ['app', 'cache', 'env', 'buildpacks', 'tmp', 'proc', 'sys', 'dev'];
+
+/**
+ * The stack version's root filesystem on this host: unpacked once (verified, whiteouts
+ * applied, mount points added) into a temp directory that is renamed into place, then
+ * shared read-only by every build and dyno.
+ */
+export async function unpackedStack(home: string, stack: Stack): Promise<string> {
+  const dir = join(home, 'stacks', hexOf(stack.digest as Digest));
+  const rootfs = join(dir, 'rootfs');
+  if (existsSync(rootfs)) return rootfs;
+  const tmp = join(home, 'stacks', `.tmp-${process.pid}-${Date.now()}`);
+  await mkdir(tmp, { recursive: true });
+  try {
+    const src = await OciLayoutSource.open(`stack ${stack.name}@v${stack.version}`, imageStorePath(home), stackTag(stack.name, stack.digest));
+    try {
+      await unpackImage(src, join(tmp, 'rootfs'));
+    } finally {
+      await src.close();
+    }
+    for (const m of MOUNT_POINTS) await mkdir(join(tmp, 'rootfs', m), { recursive: true, mode: 0o755 });
+    try {
+      await rename(tmp, dir);
+    } catch (err) {
+      // Another process unpacked the same version first: use theirs.
+      if (!existsSync(rootfs)) throw err;
+    }
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+  return rootfs;
+}
