@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { STEP_WRAPPER, type BuildRuntime, type StepRequest, type StepResult } from '../buildpack/step.js';
@@ -6,6 +7,23 @@ import { pickOciRuntime, type OciRuntime } from './oci-runtime.js';
 import { spawnStep } from './step-process.js';
 
 export const BUILD_UID = 1000;
+const HOST_CERTS = '/etc/ssl/certs';
+const HOST_BUNDLE = `${HOST_CERTS}/ca-certificates.crt`;
+
+/** Network settings of the host that a build needs to reach registries the way the host does. */
+export function hostNetworkEnv(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of ['http_proxy', 'https_proxy', 'no_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY']) {
+    const v = process.env[k];
+    if (v) out[k] = v;
+  }
+  if (existsSync(HOST_BUNDLE)) {
+    // Node.js ignores the system store unless told; curl and git read SSL_CERT_FILE.
+    out.NODE_EXTRA_CA_CERTS = HOST_BUNDLE;
+    out.SSL_CERT_FILE = HOST_BUNDLE;
+  }
+  return out;
+}
 export const BUILD_CONTAINER_PREFIX = 'slipway-build-';
 
 const MASKED = ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap'];
@@ -46,6 +64,8 @@ function buildConfig(rootfs: string, binds: Binds, args: string[], env: Record<s
       bind('/env', binds.env, false),
       bind('/buildpacks', binds.buildpacks, true),
       bind('/etc/resolv.conf', '/etc/resolv.conf', false),
+      // Builds reach registries through whatever the host trusts (corporate or proxy CAs too).
+      ...(existsSync(HOST_CERTS) ? [bind(HOST_CERTS, HOST_CERTS, false)] : []),
     ],
     linux: {
       // No network namespace: builds reach package registries, as on Heroku.
@@ -98,7 +118,8 @@ export class ContainerBuildRuntime implements BuildRuntime {
   run(step: StepRequest): Promise<StepResult> {
     const script = `${this.buildpackDir(step.buildpack)}/bin/${step.script}`;
     const args = step.script === 'compile' ? [this.appDir, this.cacheDir, this.envDir] : [this.appDir];
-    const config = buildConfig(this.rootfs, this.binds, ['/bin/sh', '-c', STEP_WRAPPER, 'slipway-step', script, ...args], { ...step.env, SLIPWAY_EXPORTS: step.exports.join(' ') });
+    const env = { ...hostNetworkEnv(), ...step.env, SLIPWAY_EXPORTS: step.exports.join(' ') };
+    const config = buildConfig(this.rootfs, this.binds, ['/bin/sh', '-c', STEP_WRAPPER, 'slipway-step', script, ...args], env);
     const id = `${BUILD_CONTAINER_PREFIX}${process.pid}-${++this.counter}-${randomBytes(3).toString('hex')}`;
     return runContainer(this.rt, this.work, id, config, step.onLine, step.captureStdout);
   }
