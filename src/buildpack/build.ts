@@ -13,14 +13,20 @@ import { createSlug, type BuildpackUsed, type Slug } from '../slug/slug.js';
 import type { Stack } from '../stack/stacks.js';
 import type { Db } from '../store/db.js';
 import { processAlive } from '../store/lock.js';
+import { debug } from '../debug.js';
 import { slugignoreMatcher } from './slugignore.js';
 import { BUILTIN_BUILDPACKS, fetchBuildpack, type FetchedBuildpack } from './source.js';
 import type { BuildRuntime } from './step.js';
 
 const run = promisify(execFile);
 
-/** The per-build directories on the host; the runtime maps them to what scripts see. */
+/**
+ * The per-build directories on the host; the runtime maps them to what scripts see. All of
+ * them live under one per-app workspace, so a buildpack can hard-link from its cache into the
+ * build dir (one mount, one filesystem) instead of copying thousands of files every build.
+ */
 export interface BuildDirs {
+  workspace: string;
   root: string;
   app: string;
   cache: string;
@@ -54,12 +60,10 @@ const header = (s: string): string => `-----> ${s}`;
 const indent = (s: string): string => `       ${s}`;
 
 /** Removes what builds killed mid-way left behind (their pid is gone). */
-async function reapBuildDirs(buildsRoot: string): Promise<void> {
-  for (const app of await readdir(buildsRoot).catch(() => [] as string[])) {
-    for (const name of await readdir(join(buildsRoot, app)).catch(() => [] as string[])) {
-      const m = /^work-(\d+)-/.exec(name);
-      if (m && !processAlive(Number(m[1]))) await rm(join(buildsRoot, app, name), { recursive: true, force: true });
-    }
+async function reapBuildDirs(workspace: string): Promise<void> {
+  for (const name of await readdir(workspace).catch(() => [] as string[])) {
+    const m = /^work-(\d+)-/.exec(name);
+    if (m && !processAlive(Number(m[1]))) await rm(join(workspace, name), { recursive: true, force: true });
   }
 }
 
@@ -148,23 +152,23 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const started = Date.now();
   const { db, home, out } = opts;
   const app = getApp(db, opts.app, { create: true });
-  const buildsRoot = join(home, 'builds');
-  await reapBuildDirs(buildsRoot);
+  const workspace = join(home, 'builds', app.name);
+  await reapBuildDirs(workspace);
   const id = `${new Date().toISOString().replace(/[:.]/g, '-')}-${randomBytes(3).toString('hex')}`;
-  const root = join(buildsRoot, app.name, `work-${process.pid}-${id}`);
+  const root = join(workspace, `work-${process.pid}-${id}`);
   const dirs: BuildDirs = {
+    workspace,
     root,
     app: join(root, 'app'),
-    cache: join(home, 'cache', app.name),
+    cache: join(workspace, 'cache'),
     env: join(root, 'env'),
     buildpacks: join(root, 'buildpacks'),
-    log: join(buildsRoot, app.name, `${id}.log`),
+    log: join(workspace, 'logs', `${id}.log`),
   };
-  await mkdir(dirs.env, { recursive: true });
-  await mkdir(dirs.buildpacks, { recursive: true });
-  await mkdir(dirs.cache, { recursive: true });
+  for (const d of [dirs.env, dirs.buildpacks, dirs.cache, join(workspace, 'logs')]) await mkdir(d, { recursive: true });
   await writeFile(dirs.log, '');
   const say = (line: string): void => {
+    debug('build', () => line);
     out(line);
     void appendFile(dirs.log, `${line}\n`);
   };
@@ -182,13 +186,18 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const fetched: FetchedBuildpack[] = [];
     for (const [i, spec] of candidates.entries()) fetched.push(await fetchBuildpack(spec, join(dirs.buildpacks, String(i))));
 
+    debug('build', () => 'source copied, buildpacks fetched');
     runtime = await opts.runtime(dirs);
+    debug('build', () => `runtime ${runtime!.name} ready`);
     if (runtime.name === 'container' && process.getuid?.() === 0) {
       // The build runs as the unprivileged app user, who must own what it writes.
       await run('chown', ['-R', '1000:1000', dirs.app, dirs.cache, dirs.buildpacks]);
+      await chown(workspace, 1000, 1000);
+      await chown(root, 1000, 1000);
       await chmod(dirs.env, 0o755);
       for (const f of readdirSync(dirs.env)) await chown(join(dirs.env, f), 1000, 1000);
     }
+    debug('build', () => 'ownership set');
     const env = {
       PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
       HOME: runtime.appDir,
@@ -249,6 +258,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     say(indent(`Procfile declares types -> ${Object.keys(declared).join(', ') || '(none)'}`));
     say(indent(`Default types for buildpack -> ${Object.keys(defaults).join(', ') || '(none)'}`));
     say(header('Compressing...'));
+    debug('build', () => 'slug: packing');
     const slug = await createSlug(home, app.name, dirs.app, { processTypes, buildpacks: used, stack: { name: opts.stack.name, digest: opts.stack.digest } });
     say(indent(`Done: ${(slug.metadata.size.compressed / 1e6).toFixed(1)}M (${slug.digest.slice(0, 19)})`));
     const release = releaseSlug(db, app.name, slug.digest, opts.stack, `Deploy ${slug.digest.slice(7, 14)}`);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, posix, relative } from 'node:path';
 import { STEP_WRAPPER, type BuildRuntime, type StepRequest, type StepResult } from '../buildpack/step.js';
 import { pickOciRuntime, type OciRuntime } from './oci-runtime.js';
 import { spawnStep } from './step-process.js';
@@ -29,12 +29,16 @@ export const BUILD_CONTAINER_PREFIX = 'slipway-build-';
 const MASKED = ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap'];
 const READONLY = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
+/** Host directories of a build: all under `workspace`, which is mounted at /workspace. */
 interface Binds {
+  workspace: string;
   app: string;
   cache: string;
   env: string;
   buildpacks: string;
 }
+
+const WORKSPACE = '/workspace';
 
 /** The runtime-spec config of one build step: read-only stack, no capabilities, the app user, host network. */
 function buildConfig(rootfs: string, binds: Binds, args: string[], env: Record<string, string>): object {
@@ -46,7 +50,7 @@ function buildConfig(rootfs: string, binds: Binds, args: string[], env: Record<s
       user: { uid: BUILD_UID, gid: BUILD_UID },
       args,
       env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
-      cwd: '/app',
+      cwd: WORKSPACE,
       capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
       noNewPrivileges: true,
     },
@@ -59,10 +63,7 @@ function buildConfig(rootfs: string, binds: Binds, args: string[], env: Record<s
       { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
       { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] },
-      bind('/app', binds.app, true),
-      bind('/cache', binds.cache, true),
-      bind('/env', binds.env, false),
-      bind('/buildpacks', binds.buildpacks, true),
+      bind(WORKSPACE, binds.workspace, true),
       bind('/etc/resolv.conf', '/etc/resolv.conf', false),
       // Builds reach registries through whatever the host trusts (corporate or proxy CAs too).
       ...(existsSync(HOST_CERTS) ? [bind(HOST_CERTS, HOST_CERTS, false)] : []),
@@ -84,9 +85,9 @@ function buildConfig(rootfs: string, binds: Binds, args: string[], env: Record<s
  */
 export class ContainerBuildRuntime implements BuildRuntime {
   readonly name = 'container' as const;
-  readonly appDir = '/app';
-  readonly cacheDir = '/cache';
-  readonly envDir = '/env';
+  readonly appDir: string;
+  readonly cacheDir: string;
+  readonly envDir: string;
   private counter = 0;
 
   private constructor(
@@ -94,7 +95,16 @@ export class ContainerBuildRuntime implements BuildRuntime {
     private readonly rootfs: string,
     private readonly binds: Binds,
     private readonly work: string,
-  ) {}
+  ) {
+    this.appDir = this.inside(binds.app);
+    this.cacheDir = this.inside(binds.cache);
+    this.envDir = this.inside(binds.env);
+  }
+
+  /** A host path under the workspace, as the container sees it. */
+  private inside(hostPath: string): string {
+    return posix.join(WORKSPACE, relative(this.binds.workspace, hostPath));
+  }
 
   /** Picks crun or runc by running a trivial container on the stack; `why` lists what was skipped. */
   static async open(stateRoot: string, rootfs: string, binds: Binds, work: string): Promise<{ runtime: ContainerBuildRuntime; why: string[] }> {
@@ -112,7 +122,7 @@ export class ContainerBuildRuntime implements BuildRuntime {
   }
 
   buildpackDir(index: number): string {
-    return `/buildpacks/${index}`;
+    return this.inside(join(this.binds.buildpacks, String(index)));
   }
 
   run(step: StepRequest): Promise<StepResult> {

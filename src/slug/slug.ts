@@ -1,12 +1,14 @@
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SlipwayError } from '../errors.js';
 import { imageStorePath } from '../home.js';
-import { digestOf, hexOf, type Digest } from '../oci/digest.js';
-import { buildLayer } from '../oci/layer.js';
+import { digestOf, Hasher, hexOf, type Digest } from '../oci/digest.js';
+import { buildLayer, type BuiltLayer } from '../oci/layer.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { scanDirectory, sourceDateEpoch } from '../oci/tar/scan.js';
+import { writeTar, type WriteEntry } from '../oci/tar/writer.js';
+import { writeFileAtomic } from '../store/atomic.js';
 import { encodeJson, parseJson, type Descriptor, type ImageManifest } from '../oci/types.js';
 import { OciLayout } from '../store/layout.js';
 import type { ProcessTypes } from './procfile.js';
@@ -59,12 +61,18 @@ export async function createSlug(
   const layout = await OciLayout.open(imageStorePath(home), { create: true });
   const work = await mkdtemp(join(await layout.scratchDir(), `dir-${process.pid}-`));
   try {
-    const file = join(work, 'slug.tgz');
-    const layer = await buildLayer(
-      scanDirectory(appDir, { prefix: 'app', mtime: sourceDateEpoch(), owner: { uid: APP_UID, gid: APP_UID } }),
-      createWriteStream(file),
-    );
-    await layout.adoptFile(file, layer.digest);
+    const entries = () => scanDirectory(appDir, { prefix: 'app', mtime: sourceDateEpoch(), owner: { uid: APP_UID, gid: APP_UID } });
+    // Hashing the tar is cheap next to compressing it; an unchanged app reuses its blob.
+    const diffId = await tarDigest(entries());
+    let layer = await knownLayer(home, layout, diffId);
+    if (layer === undefined) {
+      const file = join(work, 'slug.tgz');
+      layer = await buildLayer(entries(), createWriteStream(file));
+      await layout.adoptFile(file, layer.digest);
+      await rememberLayer(home, layer);
+    } else {
+      await layout.pin(layer.digest);
+    }
     const metadata: SlugMetadata = {
       apiVersion: 'slipway/v1',
       kind: 'Slug',
@@ -91,6 +99,29 @@ export async function createSlug(
     await rm(work, { recursive: true, force: true });
     await layout.unpin();
   }
+}
+
+async function tarDigest(entries: AsyncIterable<WriteEntry>): Promise<Digest> {
+  const h = new Hasher();
+  for await (const chunk of writeTar(entries)) h.update(chunk);
+  return h.digest();
+}
+
+/** diff_id → compressed blob of slugs built before; pgzip is deterministic, so reuse is exact. */
+function layerCachePath(home: string, diffId: Digest): string {
+  return join(home, 'cache', 'slug-layers', hexOf(diffId));
+}
+
+async function knownLayer(home: string, layout: OciLayout, diffId: Digest): Promise<BuiltLayer | undefined> {
+  const text = await readFile(layerCachePath(home, diffId), 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  const known = JSON.parse(text) as BuiltLayer;
+  return (await layout.blobSize(known.digest)) === known.size ? known : undefined;
+}
+
+async function rememberLayer(home: string, layer: BuiltLayer): Promise<void> {
+  await mkdir(join(home, 'cache', 'slug-layers'), { recursive: true });
+  await writeFileAtomic(layerCachePath(home, layer.diffId), JSON.stringify(layer));
 }
 
 /** Reads a slug's metadata from the store. */

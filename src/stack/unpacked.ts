@@ -8,7 +8,7 @@ import { unpackImage } from '../unpack.js';
 import { stackTag, type Stack } from './stacks.js';
 
 /** Mount points containers need on a read-only root; made once, at unpack time. */
-const MOUNT_POINTS = ['app', 'cache', 'env', 'buildpacks', 'tmp', 'proc', 'sys', 'dev', 'etc/ssl/certs'];
+const MOUNT_POINTS = ['app', 'workspace', 'tmp', 'proc', 'sys', 'dev', 'etc/ssl/certs'];
 
 /**
  * The stack version's root filesystem on this host: unpacked once (verified, whiteouts
