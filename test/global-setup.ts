@@ -24,7 +24,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const dir = await mkdtemp(join(tmpdir(), 'slipway-debootstrap-'));
   const rootfs = join(dir, 'rootfs');
   const started = Date.now();
-  const r = spawnSync('debootstrap', ['--variant=minbase', 'bookworm', rootfs, 'http://deb.debian.org/debian'], { encoding: 'utf8' });
+  // With what the nodejs buildpack needs, so the same tree serves as the build stack.
+  const r = spawnSync('debootstrap', ['--variant=minbase', '--include=ca-certificates,curl,libatomic1', 'bookworm', rootfs, 'http://deb.debian.org/debian'], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`debootstrap failed (exit ${r.status}): ${r.stderr.slice(-2000)}`);
   process.stderr.write(`debootstrap bookworm minbase: ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
   project.provide('debootstrapRootfs', rootfs);
