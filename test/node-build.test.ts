@@ -1,0 +1,59 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { cp, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, inject, it } from 'vitest';
+import { ok, slipway } from './helpers/cli.js';
+import { unpackSlug } from './helpers/buildpacks.js';
+import { tempDir } from './helpers/tmp.js';
+
+const EXAMPLE = fileURLToPath(new URL('../examples/node-web', import.meta.url));
+
+interface BuildJson {
+  release: { version: number };
+  slug: { digest: string; metadata: { processTypes: Record<string, string>; buildpacks: { name: string; version?: string }[] } };
+}
+
+describe('the nodejs buildpack on a real Debian stack', () => {
+  it('builds the example in the build container with node from the npm registry, and rebuilds to the same slug', async () => {
+    const home = await tempDir();
+    await ok(slipway(home, ['-q', 'stack', 'import', 'bookworm', `dir:${inject('debootstrapRootfs')}`]));
+    const first = await ok(slipway(home, ['--json', 'build', EXAMPLE, '--app', 'web', '--runtime', 'container']));
+    const a = JSON.parse(first.stdout) as BuildJson;
+    expect(a.slug.metadata.buildpacks).toEqual([{ name: 'Node.js', url: 'nodejs', version: '1.0.0' }]);
+    expect(a.slug.metadata.processTypes).toEqual({ web: 'npm start' });
+
+    // The slug carries its own node, and it runs over the stack (not the host's node).
+    const slug = await unpackSlug(home, a.slug.digest);
+    expect(existsSync(join(slug, 'app/.heroku/node/bin/node'))).toBe(true);
+    expect(existsSync(join(slug, 'app/node_modules/ms/package.json'))).toBe(true);
+    const root = join(await tempDir(), 'root');
+    await ok(slipway(home, ['image', 'unpack', `oci:${join(home, 'images')}:stacks/bookworm:${(JSON.parse((await ok(slipway(home, ['--json', 'stack', 'inspect', 'bookworm']))).stdout) as { digest: string }).digest.slice(7)}`, root]));
+    expect(existsSync(join(root, 'usr/bin/node'))).toBe(false);
+    await mkdir(join(root, 'app'), { recursive: true });
+    await cp(join(slug, 'app'), join(root, 'app'), { recursive: true, verbatimSymlinks: true });
+    const said = execFileSync('chroot', [root, '/app/.heroku/node/bin/node', '-e', "console.log(process.execPath, process.version, require('/app/node_modules/ms')(90000))"]).toString().trim();
+    expect(said).toMatch(/^\/app\/\.heroku\/node\/bin\/node v22\.\d+\.\d+ 2m$/);
+    const npm = execFileSync('chroot', [root, '/bin/sh', '-c', 'cd /app && PATH=/app/.heroku/node/bin:$PATH npm --version']).toString().trim();
+    expect(npm).toMatch(/^\d+\.\d+\.\d+$/);
+
+    // Unchanged source: the cache is reused and the slug is the same blob.
+    const second = await ok(slipway(home, ['--json', 'build', EXAMPLE, '--app', 'web', '--runtime', 'container']));
+    const b = JSON.parse(second.stdout) as BuildJson;
+    expect(b.slug.digest).toBe(a.slug.digest);
+    expect(b.release.version).toBe(a.release.version + 1);
+  }, 300_000);
+
+  it('names the packages a stack lacks', async () => {
+    const home = await tempDir();
+    const bare = join(await tempDir(), 'rootfs');
+    // A stack without curl: debootstrap's tree minus it is enough to show the message.
+    execFileSync('cp', ['-a', inject('debootstrapRootfs'), bare]);
+    execFileSync('rm', [join(bare, 'usr/bin/curl')]);
+    await ok(slipway(home, ['-q', 'stack', 'import', 'nocurl', `dir:${bare}`]));
+    const r = await slipway(home, ['build', EXAMPLE, '--app', 'web', '--runtime', 'container']);
+    expect(r.code).toBe(1);
+    expect(r.stdout + r.stderr).toMatch(/this stack lacks curl; bootstrap one with: slipway stack bootstrap NAME --include curl/);
+  }, 120_000);
+});
