@@ -4,6 +4,7 @@ import { slipwayHome } from '../home.js';
 import { registerImageCommands } from './image.js';
 import { registerStackCommands } from './stack.js';
 import { registerAppCommands } from './apps.js';
+import { registerSlugCommands } from './slug.js';
 
 export interface Globals {
   json: boolean;
@@ -28,6 +29,7 @@ export async function main(argv: string[]): Promise<number> {
   registerImageCommands(program, globals);
   registerStackCommands(program, globals);
   registerAppCommands(program, globals);
+  registerSlugCommands(program, globals);
   for (const c of program.commands) c.exitOverride().showHelpAfterError();
   for (const c of program.commands.flatMap((c) => c.commands)) c.exitOverride();
 

@@ -124,14 +124,22 @@ async function rememberLayer(home: string, layer: BuiltLayer): Promise<void> {
   await writeFileAtomic(layerCachePath(home, layer.diffId), JSON.stringify(layer));
 }
 
-/** Reads a slug's metadata from the store. */
-export async function readSlug(home: string, digest: Digest): Promise<Slug> {
-  const layout = await OciLayout.open(imageStorePath(home), { create: true });
-  const size = await layout.blobSize(digest);
-  if (size === undefined) throw new SlipwayError(`slug ${digest} is not in the store`, { hint: 'rebuild the app or pull the slug' });
-  const m = await layout.readManifest({ mediaType: MediaType.ociManifest, digest, size });
-  if (m.kind !== 'manifest' || m.manifest.artifactType !== SLUG_ARTIFACT_TYPE) throw new SlipwayError(`${digest} is not a slug`);
-  const metadata = parseJson(await layout.readSmallBlob(m.manifest.config), `slug ${digest}: metadata`) as SlugMetadata;
-  return { digest, metadata };
+
+
+/** The store reference of a slug, for copying it anywhere with the image transports. */
+export function slugStoreRef(home: string, app: string, digest: Digest): string {
+  return `oci:${imageStorePath(home)}:${slugTag(app, digest)}`;
 }
 
+/** Checks that a manifest is a slug artifact and returns its metadata. */
+export async function verifySlugManifest(layout: OciLayout, digest: Digest, where: string): Promise<SlugMetadata> {
+  const size = await layout.blobSize(digest);
+  if (size === undefined) throw new SlipwayError(`${where}: ${digest} is missing`);
+  const m = await layout.readManifest({ mediaType: MediaType.ociManifest, digest, size });
+  if (m.kind !== 'manifest' || m.manifest.artifactType !== SLUG_ARTIFACT_TYPE || m.manifest.config.mediaType !== SLUG_CONFIG_TYPE) {
+    throw new SlipwayError(`${where}: not a Slipway slug (artifactType ${m.kind === 'manifest' ? String(m.manifest.artifactType) : 'index'})`, {
+      hint: 'slug pull takes what slug push wrote',
+    });
+  }
+  return parseJson(await layout.readSmallBlob(m.manifest.config), `${where}: metadata`) as SlugMetadata;
+}

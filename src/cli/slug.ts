@@ -1,0 +1,100 @@
+import type { Command } from 'commander';
+import { copyImage } from '../copy.js';
+import { UsageError, SlipwayError } from '../errors.js';
+import { imageStorePath } from '../home.js';
+import { getApp } from '../release/apps.js';
+import { addRelease, currentRelease, getRelease } from '../release/releases.js';
+import { slugStoreRef, slugTag, verifySlugManifest } from '../slug/slug.js';
+import { openDb } from '../store/db.js';
+import { OciLayout } from '../store/layout.js';
+import { parseCredsFlag } from '../transport/registry/auth.js';
+import { OciLayoutDestination } from '../transport/oci-layout.js';
+import { openDestination, openSource } from '../transport/open.js';
+import type { Digest } from '../oci/digest.js';
+import type { Globals } from './main.js';
+import { copyProgress } from './progress.js';
+
+function print(g: Globals, json: unknown, text: string): void {
+  process.stdout.write(g.json ? `${JSON.stringify(json, null, 2)}\n` : `${text}\n`);
+}
+
+const registry = (o: { creds?: string; insecure?: boolean }) => ({ ...(o.insecure && { insecure: true }), ...(o.creds && { credentials: parseCredsFlag(o.creds) }) });
+
+export function registerSlugCommands(program: Command, globals: () => Globals): void {
+  const slug = program.command('slug').description('move slugs (OCI artifacts) between Slipway hosts through any registry');
+
+  slug
+    .command('push')
+    .description('copy a release\'s slug to any image destination (docker://, oci:, docker-archive:)')
+    .argument('<app>', 'APP or APP@vN (default: the current release)')
+    .argument('<dest>', 'destination')
+    .option('--creds <user:password>', 'registry credentials')
+    .option('--insecure', 'allow plain HTTP to a non-loopback registry')
+    .action(async (spec: string, dest: string, o: { creds?: string; insecure?: boolean }) => {
+      const g = globals();
+      const m = /^([^@]+)(?:@v?(\d+))?$/.exec(spec);
+      if (!m) throw new UsageError(`"${spec}" is not APP or APP@vN`);
+      const db = openDb(g.home);
+      try {
+        getApp(db, m[1]!);
+        const rel = m[2] ? getRelease(db, m[1]!, Number(m[2])) : currentRelease(db, m[1]!);
+        if (!rel?.slug) throw new SlipwayError(`${m[1]} has no slug${m[2] ? ` in v${m[2]}` : ''} yet`, { hint: 'build it first' });
+        const src = await openSource(slugStoreRef(g.home, rel.app, rel.slug as Digest), { home: g.home });
+        const dst = await openDestination(dest, { home: g.home, registry: registry(o) });
+        const progress = copyProgress(process.stderr, g.quiet || g.json);
+        try {
+          const r = await copyImage(src, dst, { events: progress });
+          progress.stop();
+          print(g, { app: rel.app, release: rel.version, digest: r.digest, destination: dest }, `pushed ${rel.app} v${rel.version} slug ${r.digest} to ${dest}`);
+        } finally {
+          progress.stop();
+          await src.close();
+          await dst.close();
+        }
+      } finally {
+        db.close();
+      }
+    });
+
+  slug
+    .command('pull')
+    .description('pull a slug and release it for an app (its stack version must be here)')
+    .argument('<src>', 'source (docker://, oci:, docker-archive:)')
+    .requiredOption('-a, --app <name>', 'app to release it for (created if needed)')
+    .option('--creds <user:password>', 'registry credentials')
+    .option('--insecure', 'allow plain HTTP to a non-loopback registry')
+    .action(async (srcRef: string, o: { app: string; creds?: string; insecure?: boolean }) => {
+      const g = globals();
+      const db = openDb(g.home);
+      try {
+        const app = getApp(db, o.app, { create: true });
+        const src = await openSource(srcRef, { home: g.home, registry: registry(o) });
+        const layout = await OciLayout.open(imageStorePath(g.home), { create: true });
+        try {
+          const top = await src.getManifest();
+          const dst = new OciLayoutDestination(`slug for ${app.name}`, layout, slugTag(app.name, top.digest), true);
+          try {
+            await copyImage(src, dst);
+          } finally {
+            await dst.close();
+          }
+          const meta = await verifySlugManifest(layout, top.digest, srcRef);
+          const stack = db.prepare('SELECT name, version, digest FROM stacks WHERE digest = ? ORDER BY version DESC LIMIT 1').get(meta.stack.digest) as
+            | { name: string; version: number; digest: string }
+            | undefined;
+          if (!stack) {
+            await layout.untag(slugTag(app.name, top.digest));
+            throw new SlipwayError(`the slug was built on stack ${meta.stack.name} ${meta.stack.digest}, which is not here`, {
+              hint: `import that stack version first (slipway stack import ${meta.stack.name} SOURCE)`,
+            });
+          }
+          const rel = addRelease(db, app.name, (cur) => ({ slug: top.digest, stack, config: cur?.config ?? {}, description: `Slug pulled from ${srcRef}` }));
+          print(g, { app: app.name, version: rel.version, slug: top.digest }, `released ${app.name} v${rel.version} with slug ${top.digest}`);
+        } finally {
+          await src.close();
+        }
+      } finally {
+        db.close();
+      }
+    });
+}
