@@ -1,5 +1,8 @@
 import { execFile, spawnSync } from 'node:child_process';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { writeFileAtomic } from '../store/atomic.js';
 
 const run = promisify(execFile);
 
@@ -19,6 +22,14 @@ function exists(cmd: string): boolean {
  * refuses hybrid cgroup hosts). `probe` runs a trivial container; `why` says what was skipped.
  */
 export async function pickOciRuntime(stateRoot: string, probe: (rt: OciRuntime) => Promise<void>): Promise<{ runtime: OciRuntime; why: string[] }> {
+  // The answer is a property of the host: remember it for a day instead of probing every build.
+  const memo = join(stateRoot, 'picked.json');
+  try {
+    const m = JSON.parse(await readFile(memo, 'utf8')) as { runtime: OciRuntime; why: string[]; at: number };
+    if (Date.now() - m.at < 24 * 3600 * 1000 && exists(m.runtime.name)) return { runtime: m.runtime, why: [] };
+  } catch {
+    // no memo yet
+  }
   const why: string[] = [];
   for (const name of ['crun', 'runc']) {
     if (!exists(name)) {
@@ -28,6 +39,8 @@ export async function pickOciRuntime(stateRoot: string, probe: (rt: OciRuntime) 
     const rt = { name, root: `${stateRoot}/${name}` };
     try {
       await probe(rt);
+      await mkdir(stateRoot, { recursive: true });
+      await writeFileAtomic(memo, JSON.stringify({ runtime: rt, why, at: Date.now() }));
       return { runtime: rt, why };
     } catch (err) {
       why.push(`${name}: ${(err as Error).message.split('\n').filter(Boolean).slice(-1)[0] ?? 'failed'}`);
