@@ -10,13 +10,10 @@ import { ProcessBuildRuntime } from '../runtime/build-process.js';
 import { reapContainers } from '../runtime/oci-runtime.js';
 import { resolveStack, type Stack } from '../stack/stacks.js';
 import { unpackedStack } from '../stack/unpacked.js';
-import { openDb } from '../store/db.js';
 import { table } from './format.js';
+import { print, withDb } from './shared.js';
 import type { Globals } from './main.js';
 
-function print(g: Globals, json: unknown, text: string): void {
-  process.stdout.write(g.json ? `${JSON.stringify(json, null, 2)}\n` : `${text}\n`);
-}
 
 /** The edge decides where build steps run: a container on the stack when possible, else processes. */
 function buildRuntimeFactory(home: string, stack: Stack, wanted: string, warn: (s: string) => void): (dirs: BuildDirs) => Promise<BuildRuntime> {
@@ -39,28 +36,22 @@ function buildRuntimeFactory(home: string, stack: Stack, wanted: string, warn: (
 }
 
 export function registerAppCommands(program: Command, globals: () => Globals): void {
-  const apps = program.command('apps').description('list apps').action(() => {
+  const apps = program.command('apps').description('list apps').action(async () => {
     const g = globals();
-    const db = openDb(g.home);
-    try {
+    await withDb(g, async (db) => {
       const rows = listApps(db);
       print(g, rows, rows.length === 0 ? 'no apps (slipway build DIR --app NAME creates one)' : table([['NAME', 'RELEASES', 'CREATED'], ...rows.map((a) => [a.name, String(a.releases), a.createdAt.slice(0, 19)])]));
-    } finally {
-      db.close();
-    }
+    });
   });
   apps
     .command('create')
     .description('create an app')
     .argument('<name>', 'app name')
-    .action((name: string) => {
+    .action(async (name: string) => {
       const g = globals();
-      const db = openDb(g.home);
-      try {
+      await withDb(g, async (db) => {
         print(g, createApp(db, name), `created ${name}`);
-      } finally {
-        db.close();
-      }
+      });
     });
 
   program
@@ -75,8 +66,7 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
       const g = globals();
       if (!['auto', 'container', 'process'].includes(o.runtime)) throw new UsageError(`--runtime ${o.runtime}: use container, process or auto`);
       checkAppName(o.app);
-      const db = openDb(g.home);
-      try {
+      await withDb(g, async (db) => {
         const stack = resolveStack(db, o.stack);
         const quiet = g.quiet || g.json;
         const result = await build({
@@ -92,19 +82,16 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
           },
         });
         if (g.json) print(g, { release: result.release, slug: result.slug, log: result.log, seconds: result.seconds }, '');
-      } finally {
-        db.close();
-      }
+      });
     });
 
   program
     .command('releases')
     .description('list an app\'s releases, newest first')
     .argument('<app>', 'app name')
-    .action((name: string) => {
+    .action(async (name: string) => {
       const g = globals();
-      const db = openDb(g.home);
-      try {
+      await withDb(g, async (db) => {
         getApp(db, name);
         const rows = listReleases(db, name).map(({ config, ...r }) => ({ ...r, configKeys: Object.keys(config) }));
         print(
@@ -114,9 +101,7 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
             ? `${name} has no releases yet`
             : table([['VERSION', 'DESCRIPTION', 'SLUG', 'STACK', 'CREATED'], ...rows.map((r) => [`v${r.version}`, r.description, r.slug?.slice(0, 19) ?? '-', r.stack ? `${r.stack.name}@v${r.stack.version}` : '-', r.createdAt.slice(0, 19)])]),
         );
-      } finally {
-        db.close();
-      }
+      });
     });
 
   const config = program
@@ -124,49 +109,40 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
     .description('show an app\'s config vars (values hidden unless --reveal)')
     .argument('<app>', 'app name')
     .option('--reveal', 'print the values')
-    .action((name: string, o: { reveal?: boolean }) => {
+    .action(async (name: string, o: { reveal?: boolean }) => {
       const g = globals();
-      const db = openDb(g.home);
-      try {
+      await withDb(g, async (db) => {
         getApp(db, name);
         const vars = currentRelease(db, name)?.config ?? {};
         const shown = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, o.reveal ? v : '••••••']));
         print(g, shown, Object.keys(vars).length === 0 ? `${name} has no config vars` : Object.entries(shown).map(([k, v]) => `${k}=${v}`).join('\n'));
-      } finally {
-        db.close();
-      }
+      });
     });
   config
     .command('set')
     .description('set config vars: a new release, no rebuild')
     .argument('<app>', 'app name')
     .argument('<assignments...>', 'KEY=VALUE ...')
-    .action((name: string, assignments: string[]) => {
+    .action(async (name: string, assignments: string[]) => {
       const g = globals();
-      const db = openDb(g.home);
-      try {
+      await withDb(g, async (db) => {
         getApp(db, name);
         const r = setConfig(db, name, parseAssignments(assignments));
         print(g, { version: r.version, description: r.description }, `${r.description}: v${r.version}`);
-      } finally {
-        db.close();
-      }
+      });
     });
   config
     .command('unset')
     .description('remove config vars: a new release, no rebuild')
     .argument('<app>', 'app name')
     .argument('<keys...>', 'KEY ...')
-    .action((name: string, keys: string[]) => {
+    .action(async (name: string, keys: string[]) => {
       const g = globals();
-      const db = openDb(g.home);
-      try {
+      await withDb(g, async (db) => {
         getApp(db, name);
         const r = unsetConfig(db, name, keys);
         print(g, { version: r.version, description: r.description }, `${r.description}: v${r.version}`);
-      } finally {
-        db.close();
-      }
+      });
     });
 
   program
@@ -174,17 +150,14 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
     .description('make a new release with an earlier release\'s slug, stack and config')
     .argument('<app>', 'app name')
     .argument('<version>', 'vN')
-    .action((name: string, version: string) => {
+    .action(async (name: string, version: string) => {
       const g = globals();
       const m = /^v?(\d+)$/.exec(version);
       if (!m) throw new UsageError(`"${version}" is not a release version (vN)`);
-      const db = openDb(g.home);
-      try {
+      await withDb(g, async (db) => {
         getApp(db, name);
         const r = rollback(db, name, Number(m[1]));
         print(g, { version: r.version, description: r.description }, `${r.description}: v${r.version}`);
-      } finally {
-        db.close();
-      }
+      });
     });
 }

@@ -6,21 +6,13 @@ import { unpackImage } from '../unpack.js';
 import { shortDigest } from '../oci/digest.js';
 import { parsePlatform } from '../oci/platform.js';
 import { OciLayout, REF_NAME } from '../store/layout.js';
-import { parseCredsFlag } from '../transport/registry/auth.js';
-import type { RegistryOptions } from '../transport/registry/client.js';
 import { OciLayoutDestination } from '../transport/oci-layout.js';
 import { openDestination, openSource, type TransportContext } from '../transport/open.js';
 import { formatBytes, table } from './format.js';
 import { copyProgress, packProgress } from './progress.js';
+import { print, registryOptions } from './shared.js';
 import type { Globals } from './main.js';
 
-function registryOptions(o: { insecure?: boolean; creds?: string }): RegistryOptions {
-  return { ...(o.insecure && { insecure: true }), ...(o.creds && { credentials: parseCredsFlag(o.creds) }) };
-}
-
-function print(globals: Globals, json: unknown, text: string): void {
-  process.stdout.write(globals.json ? `${JSON.stringify(json, null, 2)}\n` : `${text}\n`);
-}
 
 export function registerImageCommands(program: Command, globals: () => Globals): void {
   const image = program.command('image').description('copy, inspect and manage OCI images in any transport');

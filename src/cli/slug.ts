@@ -5,20 +5,15 @@ import { imageStorePath } from '../home.js';
 import { getApp } from '../release/apps.js';
 import { addRelease, currentRelease, getRelease } from '../release/releases.js';
 import { slugStoreRef, slugTag, verifySlugManifest } from '../slug/slug.js';
-import { openDb } from '../store/db.js';
 import { OciLayout } from '../store/layout.js';
-import { parseCredsFlag } from '../transport/registry/auth.js';
 import { OciLayoutDestination } from '../transport/oci-layout.js';
 import { openDestination, openSource } from '../transport/open.js';
 import type { Digest } from '../oci/digest.js';
 import type { Globals } from './main.js';
 import { copyProgress } from './progress.js';
+import { print, registryOptions, withDb } from './shared.js';
 
-function print(g: Globals, json: unknown, text: string): void {
-  process.stdout.write(g.json ? `${JSON.stringify(json, null, 2)}\n` : `${text}\n`);
-}
 
-const registry = (o: { creds?: string; insecure?: boolean }) => ({ ...(o.insecure && { insecure: true }), ...(o.creds && { credentials: parseCredsFlag(o.creds) }) });
 
 export function registerSlugCommands(program: Command, globals: () => Globals): void {
   const slug = program.command('slug').description('move slugs (OCI artifacts) between Slipway hosts through any registry');
@@ -34,13 +29,12 @@ export function registerSlugCommands(program: Command, globals: () => Globals): 
       const g = globals();
       const m = /^([^@]+)(?:@v?(\d+))?$/.exec(spec);
       if (!m) throw new UsageError(`"${spec}" is not APP or APP@vN`);
-      const db = openDb(g.home);
-      try {
+      await withDb(g, async (db) => {
         getApp(db, m[1]!);
         const rel = m[2] ? getRelease(db, m[1]!, Number(m[2])) : currentRelease(db, m[1]!);
         if (!rel?.slug) throw new SlipwayError(`${m[1]} has no slug${m[2] ? ` in v${m[2]}` : ''} yet`, { hint: 'build it first' });
         const src = await openSource(slugStoreRef(g.home, rel.app, rel.slug as Digest), { home: g.home });
-        const dst = await openDestination(dest, { home: g.home, registry: registry(o) });
+        const dst = await openDestination(dest, { home: g.home, registry: registryOptions(o) });
         const progress = copyProgress(process.stderr, g.quiet || g.json);
         try {
           const r = await copyImage(src, dst, { events: progress });
@@ -51,9 +45,7 @@ export function registerSlugCommands(program: Command, globals: () => Globals): 
           await src.close();
           await dst.close();
         }
-      } finally {
-        db.close();
-      }
+      });
     });
 
   slug
@@ -65,10 +57,9 @@ export function registerSlugCommands(program: Command, globals: () => Globals): 
     .option('--insecure', 'allow plain HTTP to a non-loopback registry')
     .action(async (srcRef: string, o: { app: string; creds?: string; insecure?: boolean }) => {
       const g = globals();
-      const db = openDb(g.home);
-      try {
+      await withDb(g, async (db) => {
         const app = getApp(db, o.app, { create: true });
-        const src = await openSource(srcRef, { home: g.home, registry: registry(o) });
+        const src = await openSource(srcRef, { home: g.home, registry: registryOptions(o) });
         const layout = await OciLayout.open(imageStorePath(g.home), { create: true });
         try {
           const top = await src.getManifest();
@@ -93,8 +84,6 @@ export function registerSlugCommands(program: Command, globals: () => Globals): 
         } finally {
           await src.close();
         }
-      } finally {
-        db.close();
-      }
+      });
     });
 }

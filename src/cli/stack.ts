@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
-import { parseCredsFlag } from '../transport/registry/auth.js';
 import { openDb } from '../store/db.js';
 import { DEFAULT_MIRROR, withDebootstrap } from '../stack/bootstrap.js';
 import { importStack, listStacks, removeStack, resolveStack, setDefaultStack, stackTag } from '../stack/stacks.js';
@@ -9,11 +8,9 @@ import { inspectImage } from '../inspect.js';
 import { openSource } from '../transport/open.js';
 import { formatBytes, table } from './format.js';
 import { copyProgress, packProgress } from './progress.js';
+import { print, registryOptions, withDb } from './shared.js';
 import type { Globals } from './main.js';
 
-function print(g: Globals, json: unknown, text: string): void {
-  process.stdout.write(g.json ? `${JSON.stringify(json, null, 2)}\n` : `${text}\n`);
-}
 
 export function registerStackCommands(program: Command, globals: () => Globals): void {
   const stack = program.command('stack').description('shared read-only base root filesystems apps are built and run on');
@@ -35,7 +32,7 @@ export function registerStackCommands(program: Command, globals: () => Globals):
           db,
           {
             home: g.home,
-            registry: { ...(o.insecure && { insecure: true }), ...(o.creds && { credentials: parseCredsFlag(o.creds) }) },
+            registry: registryOptions(o),
             onDirProgress: (n) => packing.onBytes(n),
           },
           name,
@@ -93,10 +90,9 @@ export function registerStackCommands(program: Command, globals: () => Globals):
   stack
     .command('ls')
     .description('list stacks and their versions')
-    .action(() => {
+    .action(async () => {
       const g = globals();
-      const db = openDb(g.home);
-      try {
+      await withDb(g, async (db) => {
         const rows = listStacks(db);
         print(
           g,
@@ -108,9 +104,7 @@ export function registerStackCommands(program: Command, globals: () => Globals):
                 ...rows.map((s) => [`${s.name}${s.isDefault ? ' (default)' : ''}`, `v${s.version}`, s.digest.slice(0, 19), formatBytes(s.size), String(s.releases), s.createdAt.slice(0, 19)]),
               ]),
         );
-      } finally {
-        db.close();
-      }
+      });
     });
 
   stack
@@ -119,8 +113,7 @@ export function registerStackCommands(program: Command, globals: () => Globals):
     .argument('[stack]', 'NAME or NAME@vN')
     .action(async (spec: string | undefined) => {
       const g = globals();
-      const db = openDb(g.home);
-      try {
+      await withDb(g, async (db) => {
         const s = resolveStack(db, spec);
         const src = await openSource(`oci:${imageStorePath(g.home)}:${stackTag(s.name, s.digest)}`, { home: g.home });
         try {
@@ -129,24 +122,19 @@ export function registerStackCommands(program: Command, globals: () => Globals):
         } finally {
           await src.close();
         }
-      } finally {
-        db.close();
-      }
+      });
     });
 
   stack
     .command('default')
     .description('set the stack builds use when none is named')
     .argument('<name>', 'stack name')
-    .action((name: string) => {
+    .action(async (name: string) => {
       const g = globals();
-      const db = openDb(g.home);
-      try {
+      await withDb(g, async (db) => {
         setDefaultStack(db, name);
         print(g, { default: name }, `default stack: ${name}`);
-      } finally {
-        db.close();
-      }
+      });
     });
 
   stack
@@ -156,12 +144,9 @@ export function registerStackCommands(program: Command, globals: () => Globals):
     .option('--force', 'remove even if releases use it')
     .action(async (spec: string, o: { force?: boolean }) => {
       const g = globals();
-      const db = openDb(g.home);
-      try {
+      await withDb(g, async (db) => {
         const removed = await removeStack(db, g.home, spec, o.force === true);
         print(g, removed, removed.map((s) => `removed stack ${s.name}@v${s.version}`).join('\n'));
-      } finally {
-        db.close();
-      }
+      });
     });
 }
