@@ -1,12 +1,13 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, mkdir } from 'node:fs/promises';
+import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, inject, it } from 'vitest';
 import { ok, slipway } from './helpers/cli.js';
 import { unpackSlug } from './helpers/buildpacks.js';
 import { tempDir } from './helpers/tmp.js';
+import { freePort } from './helpers/registry.js';
 
 const EXAMPLE = fileURLToPath(new URL('../examples/node-web', import.meta.url));
 
@@ -16,7 +17,7 @@ interface BuildJson {
 }
 
 describe('the nodejs buildpack on a real Debian stack', () => {
-  it('builds the example in the build container with node from the npm registry, and rebuilds to the same slug', async () => {
+  it('builds the example in the build container, exports an image that answers HTTP, rebuilds to the same slug', async () => {
     const home = await tempDir();
     await ok(slipway(home, ['-q', 'stack', 'import', 'bookworm', `dir:${inject('debootstrapRootfs')}`]));
     const first = await ok(slipway(home, ['--json', 'build', EXAMPLE, '--app', 'web', '--runtime', 'container']));
@@ -37,6 +38,36 @@ describe('the nodejs buildpack on a real Debian stack', () => {
     expect(said).toMatch(/^\/app\/\.heroku\/node\/bin\/node v22\.\d+\.\d+ 2m$/);
     const npm = execFileSync('chroot', [root, '/bin/sh', '-c', 'cd /app && PATH=/app/.heroku/node/bin:$PATH npm --version']).toString().trim();
     expect(npm).toMatch(/^\d+\.\d+\.\d+$/);
+
+    // Exported as an OCI image (stack layers + slug layer), it runs unmodified: umoci unpack + runc.
+    const layout = join(await tempDir(), 'export');
+    await ok(slipway(home, ['export', 'web', `oci:${layout}:web`]));
+    const info = JSON.parse(execFileSync('skopeo', ['inspect', '--config', `oci:${layout}:web`]).toString()) as { config: { User: string; WorkingDir: string; Cmd: string[] } };
+    expect(info.config).toMatchObject({ User: '1000:1000', WorkingDir: '/app', Cmd: ['/bin/sh', '-c', 'npm start'] });
+    const bundle = join(await tempDir(), 'bundle');
+    execFileSync('umoci', ['unpack', '--image', `${layout}:web`, bundle]);
+    const port = await freePort();
+    const cfgPath = join(bundle, 'config.json');
+    const cfg = JSON.parse(await readFile(cfgPath, 'utf8')) as { process: { terminal: boolean; env: string[] }; linux: { namespaces: { type: string }[] } };
+    cfg.process.terminal = false;
+    cfg.process.env = cfg.process.env.map((e) => (e.startsWith('PORT=') ? `PORT=${port}` : e));
+    // Share the host's loopback for the test instead of wiring a network namespace.
+    cfg.linux.namespaces = cfg.linux.namespaces.filter((n) => n.type !== 'network');
+    await writeFile(cfgPath, JSON.stringify(cfg));
+    const id = `slipway-test-export-${process.pid}`;
+    const container = spawn('runc', ['run', '--bundle', bundle, id], { stdio: 'ignore' });
+    try {
+      let body = '';
+      for (let i = 0; i < 100 && body === ''; i++) {
+        body = await fetch(`http://127.0.0.1:${port}/`).then((r) => r.text(), () => '');
+        if (body === '') await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(body).toMatch(/^Hello from Slipway: node v22\.\d+\.\d+ at \/app\/\.heroku\/node\/bin\/node/);
+    } finally {
+      spawnSync('runc', ['kill', id, 'KILL']);
+      await new Promise((r) => container.once('close', r));
+      spawnSync('runc', ['delete', '-f', id]);
+    }
 
     // Unchanged source: the cache is reused and the slug is the same blob.
     const second = await ok(slipway(home, ['--json', 'build', EXAMPLE, '--app', 'web', '--runtime', 'container']));

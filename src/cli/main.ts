@@ -5,6 +5,7 @@ import { registerImageCommands } from './image.js';
 import { registerStackCommands } from './stack.js';
 import { registerAppCommands } from './apps.js';
 import { registerSlugCommands } from './slug.js';
+import { registerExportCommand } from './export.js';
 
 export interface Globals {
   json: boolean;
@@ -30,6 +31,7 @@ export async function main(argv: string[]): Promise<number> {
   registerStackCommands(program, globals);
   registerAppCommands(program, globals);
   registerSlugCommands(program, globals);
+  registerExportCommand(program, globals);
   for (const c of program.commands) c.exitOverride().showHelpAfterError();
   for (const c of program.commands.flatMap((c) => c.commands)) c.exitOverride();
 
