@@ -77,7 +77,7 @@ export async function copyImage(src: ImageSource, dst: ImageDestination, opts: C
     events?.blobStart?.(desc);
     let outcome: BlobOutcome = 'copied';
     if (await dst.hasBlob(desc)) outcome = 'exists';
-    else if (dst.mountBlob && (await dst.mountBlob(desc, src))) outcome = 'mounted';
+    else if (dst.mountBlob && (await dst.mountBlob(desc, src.origin?.(desc) ?? src))) outcome = 'mounted';
     else {
       const file = src.blobFile?.(desc);
       if (!(file && dst.putBlobFile && (await dst.putBlobFile(desc, file)))) {

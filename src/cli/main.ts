@@ -6,6 +6,7 @@ import { registerStackCommands } from './stack.js';
 import { registerAppCommands } from './apps.js';
 import { registerSlugCommands } from './slug.js';
 import { registerExportCommand } from './export.js';
+import { registerRebaseCommand } from './rebase.js';
 
 export interface Globals {
   json: boolean;
@@ -32,6 +33,7 @@ export async function main(argv: string[]): Promise<number> {
   registerAppCommands(program, globals);
   registerSlugCommands(program, globals);
   registerExportCommand(program, globals);
+  registerRebaseCommand(program, globals);
   for (const c of program.commands) c.exitOverride().showHelpAfterError();
   for (const c of program.commands.flatMap((c) => c.commands)) c.exitOverride();
 

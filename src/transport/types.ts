@@ -14,6 +14,8 @@ export interface ImageSource {
   getBlob(desc: Descriptor): Promise<Readable>;
   /** A local file holding the blob's exact bytes, when the source has one (lets a store adopt it). */
   blobFile?(desc: Descriptor): string | undefined;
+  /** For a source assembled from others (a rebase), the one really holding a blob: a registry can mount from it. */
+  origin?(desc: Descriptor): ImageSource;
   close(): Promise<void>;
 }
 

@@ -17,6 +17,8 @@ export async function freePort(): Promise<number> {
 export interface Registry {
   host: string;
   dataDir: string;
+  /** The registry's own log (request lines at level info, when started with logLevel: 'info'). */
+  logFile: string;
   stop(): Promise<void>;
   /** Kills the registry abruptly (as a crash would). */
   kill(): void;
@@ -40,7 +42,7 @@ async function waitUp(host: string, child: ChildProcess, logFile: string): Promi
 }
 
 /** Starts Debian's docker-registry on a free loopback port with temp storage. */
-export async function startRegistry(auth: RegistryAuth = { kind: 'none' }): Promise<Registry> {
+export async function startRegistry(auth: RegistryAuth = { kind: 'none' }, opts: { logLevel?: 'error' | 'info' } = {}): Promise<Registry> {
   const dir = await tempDir('slipway-registry-');
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
@@ -58,7 +60,7 @@ export async function startRegistry(auth: RegistryAuth = { kind: 'none' }): Prom
   const config = join(dir, 'config.yml');
   await writeFile(
     config,
-    `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\n  delete:\n    enabled: true\nhttp:\n  addr: ${host}\n${authYaml}`,
+    `version: 0.1\nlog:\n  level: ${opts.logLevel ?? 'error'}\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\n  delete:\n    enabled: true\nhttp:\n  addr: ${host}\n${authYaml}`,
   );
   const logFile = join(dir, 'registry.log');
   const { openSync } = await import('node:fs');
@@ -78,6 +80,7 @@ export async function startRegistry(auth: RegistryAuth = { kind: 'none' }): Prom
   };
   return {
     host,
+    logFile,
     dataDir: join(dir, 'data'),
     kill: () => child.kill('SIGKILL'),
     async restart() {

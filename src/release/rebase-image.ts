@@ -1,0 +1,163 @@
+import { Readable } from 'node:stream';
+import { copyImage, type CopyResult } from '../copy.js';
+import { SlipwayError } from '../errors.js';
+import { readSmallBlob, resolvePlatform } from '../inspect.js';
+import { digestOf, type Digest } from '../oci/digest.js';
+import { platformMatches } from '../oci/platform.js';
+import { encodeJson, parseImageConfig, type Descriptor, type ImageIndex, type ParsedManifest } from '../oci/types.js';
+import { formatDockerReference, parseImageRef, localRefName } from '../transport/reference.js';
+import { openDestination, openSource, type TransportContext } from '../transport/open.js';
+import type { ImageSource } from '../transport/types.js';
+import { BASE_DIGEST, BASE_NAME } from './image.js';
+import { rebase, type ImageParts, type Rebased } from './rebase.js';
+
+export interface RebaseOptions {
+  /** The old base (any transport); else found from the image's base annotations. */
+  oldBase?: string;
+  /** Maps an image's base.name/base.digest annotation to a readable reference (e.g. a local stack). */
+  resolveBase?: (name: string, digest: string) => string | undefined;
+  newBaseName?: string;
+  dryRun?: boolean;
+  /** Write the result under this tag instead of replacing the image's own. */
+  tag?: string;
+}
+
+export interface BlobPlan {
+  digest: string;
+  size: number;
+  role: 'base' | 'app' | 'config';
+  action: 'exists' | 'mount' | 'copy' | 'write';
+}
+
+export interface RebaseReport {
+  dryRun: boolean;
+  image: string;
+  destination: string;
+  oldDigest: string;
+  newDigest: string;
+  blobs: BlobPlan[];
+  result?: CopyResult;
+}
+
+async function parts(src: ImageSource, m: Extract<ParsedManifest, { kind: 'manifest' }>): Promise<ImageParts> {
+  return { digest: m.digest, mediaType: m.mediaType, manifest: m.manifest, config: parseImageConfig(await readSmallBlob(src, m.manifest.config), `${src.name}: config`) };
+}
+
+/** The same image reference with another tag. */
+export function retag(ref: string, tag: string): string {
+  const r = parseImageRef(ref);
+  switch (r.transport) {
+    case 'docker':
+      return `docker://${formatDockerReference({ registry: r.ref.registry, repository: r.ref.repository, tag })}`;
+    case 'oci':
+      return `oci:${r.dir}:${tag}`;
+    case 'local':
+      return localRefName({ name: r.name, tag });
+    default:
+      throw new SlipwayError(`--tag works with docker://, oci: and local images, not ${r.transport}:`, { exitCode: 2 });
+  }
+}
+
+/**
+ * Rebases an image in any transport onto a new base: reads manifests and configs only, checks
+ * the old base is exactly the image's bottom, writes a new config and manifest. Layers are never
+ * read: app layers are already at the destination, new base layers are mounted or found present
+ * (or copied, when the destination is another place than the new base).
+ */
+export async function rebaseImage(ctx: TransportContext, imageRef: string, onto: string, opts: RebaseOptions = {}): Promise<RebaseReport> {
+  const src = await openSource(imageRef, ctx);
+  const opened: ImageSource[] = [src];
+  try {
+    const top = await src.getManifest();
+    const newBaseSrc = await openSource(onto, ctx);
+    opened.push(newBaseSrc);
+    const newBaseTop = await newBaseSrc.getManifest();
+
+    const rebaseOne = async (m: Extract<ParsedManifest, { kind: 'manifest' }>): Promise<Rebased> => {
+      const image = await parts(src, m);
+      const annotations = m.manifest.annotations ?? {};
+      const oldRef = opts.oldBase ?? (annotations[BASE_NAME] ? opts.resolveBase?.(annotations[BASE_NAME], annotations[BASE_DIGEST] ?? '') : undefined);
+      if (!oldRef) {
+        throw new SlipwayError(`${imageRef}: cannot tell its old base`, { hint: 'the image has no usable org.opencontainers.image.base.* annotations: give --old-base IMAGE' });
+      }
+      const oldSrc = await openSource(oldRef, ctx);
+      opened.push(oldSrc);
+      const platform = { os: image.config.os, architecture: image.config.architecture, ...(image.config.variant ? { variant: image.config.variant } : {}) };
+      const oldBase = await parts(oldSrc, await resolvePlatform(oldSrc, await oldSrc.getManifest(), platform));
+      if (annotations[BASE_DIGEST] && annotations[BASE_DIGEST] !== oldBase.digest && opts.oldBase === undefined) {
+        throw new SlipwayError(`${imageRef}: its annotation names base ${annotations[BASE_DIGEST]}, but ${oldRef} is ${oldBase.digest}`);
+      }
+      const newBaseManifest = await resolvePlatform(newBaseSrc, newBaseTop, platform).catch(() => {
+        throw new SlipwayError(`rebase refused: ${onto} has no image for ${platform.os}/${platform.architecture}${platform.variant ? `/${platform.variant}` : ''}`);
+      });
+      const newBase = await parts(newBaseSrc, newBaseManifest);
+      return rebase(image, oldBase, newBase, opts.newBaseName !== undefined ? { newBaseName: opts.newBaseName } : {});
+    };
+
+    const results: Rebased[] = [];
+    let newTop: ParsedManifest;
+    if (top.kind === 'manifest') {
+      const r = await rebaseOne(top);
+      results.push(r);
+      newTop = { kind: 'manifest', mediaType: top.mediaType, bytes: r.manifestBytes, digest: r.digest, manifest: r.manifest };
+    } else {
+      const children: Descriptor[] = [];
+      for (const child of top.index.manifests) {
+        const m = await src.getManifest(child.digest);
+        if (m.kind !== 'manifest' || !child.platform || !(newBaseTop.kind === 'index' ? newBaseTop.index.manifests.some((d) => d.platform && platformMatches(child.platform!, d.platform)) : true)) {
+          throw new SlipwayError(`rebase refused: ${onto} has no image for the index entry ${child.digest}`);
+        }
+        const r = await rebaseOne(m);
+        results.push(r);
+        children.push({ ...child, digest: r.digest, size: r.manifestBytes.length });
+      }
+      const index: ImageIndex = { ...top.index, manifests: children };
+      const bytes = encodeJson(index);
+      newTop = { kind: 'index', mediaType: top.mediaType, bytes, digest: digestOf(bytes), index };
+    }
+
+    const byDigest = new Map<string, Rebased>(results.map((r) => [r.digest, r]));
+    const baseDigests = new Set(results.flatMap((r) => r.baseLayers.map((l) => l.digest)));
+    const configs = new Map(results.map((r) => [r.manifest.config.digest as string, r.configBytes]));
+    const assembled: ImageSource = {
+      name: `${imageRef} rebased`,
+      getManifest: async (digest?: Digest) => {
+        if (digest === undefined || digest === newTop.digest) return newTop;
+        const r = byDigest.get(digest);
+        if (!r) throw new SlipwayError(`rebase: no manifest ${digest}`);
+        return { kind: 'manifest', mediaType: top.kind === 'manifest' ? top.mediaType : r.manifest.mediaType ?? '', bytes: r.manifestBytes, digest: r.digest, manifest: r.manifest };
+      },
+      getBlob: async (desc) => {
+        const c = configs.get(desc.digest);
+        if (c) return Readable.from([c]);
+        return (baseDigests.has(desc.digest) ? newBaseSrc : src).getBlob(desc);
+      },
+      origin: (desc) => (baseDigests.has(desc.digest) ? newBaseSrc : src),
+      close: async () => undefined,
+    };
+
+    const destRef = opts.tag ? retag(imageRef, opts.tag) : imageRef;
+    const dst = await openDestination(destRef, ctx);
+    try {
+      const blobs: BlobPlan[] = [];
+      const registryOf = (ref: string): string | undefined => {
+        const p = parseImageRef(ref);
+        return p.transport === 'docker' ? p.ref.registry : undefined;
+      };
+      const sameRegistry = registryOf(onto) !== undefined && registryOf(onto) === registryOf(destRef);
+      for (const r of results) {
+        blobs.push({ digest: r.manifest.config.digest, size: r.manifest.config.size, role: 'config', action: 'write' });
+        for (const l of r.appLayers) blobs.push({ digest: l.digest, size: l.size, role: 'app', action: (await dst.hasBlob(l)) ? 'exists' : 'copy' });
+        for (const l of r.baseLayers) blobs.push({ digest: l.digest, size: l.size, role: 'base', action: (await dst.hasBlob(l)) ? 'exists' : sameRegistry ? 'mount' : 'copy' });
+      }
+      const report: RebaseReport = { dryRun: opts.dryRun === true, image: imageRef, destination: destRef, oldDigest: top.digest, newDigest: newTop.digest, blobs };
+      if (opts.dryRun) return report;
+      report.result = await copyImage(assembled, dst);
+      return report;
+    } finally {
+      await dst.close();
+    }
+  } finally {
+    for (const s of opened) await s.close();
+  }
+}

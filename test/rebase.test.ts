@@ -1,0 +1,138 @@
+import { execFileSync } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { digestOf, type Digest } from '../src/oci/digest.js';
+import { MediaType } from '../src/oci/mediatypes.js';
+import type { ImageConfig, ImageManifest } from '../src/oci/types.js';
+import { rebase, type ImageParts } from '../src/release/rebase.js';
+import { ok, run, slipway } from './helpers/cli.js';
+import { busyboxRootfs } from './helpers/buildpacks.js';
+import { startRegistry, type Registry } from './helpers/registry.js';
+import { tempDir } from './helpers/tmp.js';
+
+const d = (s: string): Digest => digestOf(s);
+
+function img(layers: string[], opts: { arch?: string; history?: string[]; mediaType?: string; diffIds?: string[] } = {}): ImageParts {
+  const config: ImageConfig = {
+    architecture: opts.arch ?? 'amd64',
+    os: 'linux',
+    config: { Cmd: ['/bin/sh'] },
+    rootfs: { type: 'layers', diff_ids: (opts.diffIds ?? layers).map((l) => d(`diff-${l}`)) },
+    history: (opts.history ?? layers).map((h) => ({ created_by: h })),
+  };
+  const mediaType = opts.mediaType ?? MediaType.ociManifest;
+  const layerType = mediaType === MediaType.dockerManifest ? MediaType.dockerLayerGzip : MediaType.ociLayerGzip;
+  const manifest: ImageManifest = { schemaVersion: 2, mediaType, config: { mediaType: MediaType.ociConfig, digest: d(JSON.stringify(config)), size: 10 }, layers: layers.map((l) => ({ mediaType: layerType, digest: d(l), size: l.length })) };
+  return { digest: d(JSON.stringify(manifest)), mediaType, manifest, config };
+}
+
+describe('rebase, the pure function', () => {
+  const oldBase = img(['base1', 'base2']);
+  const newBase = img(['patched1', 'patched2', 'patched3']);
+  const app = img(['base1', 'base2', 'app'], { history: ['base1', 'base2', 'app'] });
+
+  it('splices the new base under the app layers, keeping the rest', () => {
+    const r = rebase(app, oldBase, newBase, { newBaseName: 'stacks/bookworm:v2' });
+    expect(r.manifest.layers.map((l) => l.digest)).toEqual([d('patched1'), d('patched2'), d('patched3'), d('app')]);
+    expect(r.config.rootfs.diff_ids).toEqual([...newBase.config.rootfs.diff_ids, d('diff-app')]);
+    expect(r.config.history!.map((h) => h.created_by)).toEqual(['patched1', 'patched2', 'patched3', 'app']);
+    expect(r.config.config).toEqual(app.config.config);
+    expect(r.manifest.annotations).toMatchObject({ 'org.opencontainers.image.base.digest': newBase.digest, 'org.opencontainers.image.base.name': 'stacks/bookworm:v2', 'io.slipway.base.layers': '3' });
+    expect(r.appLayers.map((l) => l.digest)).toEqual([d('app')]);
+    expect(r.digest).toBe(digestOf(r.manifestBytes));
+  });
+
+  it('keeps Docker manifests Docker: the new base layers take Docker media types', () => {
+    const dockerApp = img(['base1', 'base2', 'app'], { mediaType: MediaType.dockerManifest });
+    const r = rebase(dockerApp, oldBase, newBase);
+    expect(r.manifest.mediaType).toBe(MediaType.dockerManifest);
+    expect(new Set(r.manifest.layers.map((l) => l.mediaType))).toEqual(new Set([MediaType.dockerLayerGzip]));
+    expect(r.manifest.annotations).toBeUndefined();
+  });
+
+  it('refuses a mismatched old base, a tampered diff_id, another platform', () => {
+    expect(() => rebase(app, img(['other1', 'other2']), newBase)).toThrow(/layer 1 is sha256:.*the old base has sha256:.*not built on that base/);
+    const tampered = img(['base1', 'base2', 'app'], { diffIds: ['base1', 'evil', 'app'] });
+    expect(() => rebase(tampered, oldBase, newBase)).toThrow(/diff_id 2 is .* the old base has/);
+    expect(() => rebase(app, oldBase, img(['p1'], { arch: 'arm64' }))).toThrow(/the new base is linux\/arm64, the image is linux\/amd64/);
+  });
+});
+
+describe('rebasing exported apps in a real registry', () => {
+  let reg: Registry;
+  beforeAll(async () => {
+    reg = await startRegistry({ kind: 'none' }, { logLevel: 'info' });
+  });
+  afterAll(async () => reg?.stop());
+
+  it('moves three apps onto a patched stack without any app layer crossing the wire', async () => {
+    const home = await tempDir();
+    const v1 = await busyboxRootfs();
+    await writeFile(join(v1, 'etc/stack-version'), 'v1\n');
+    await ok(slipway(home, ['-q', 'stack', 'import', 'tiny', `dir:${v1}`]));
+    const apps = ['alpha', 'beta', 'gamma'];
+    const appLayers: string[] = [];
+    for (const app of apps) {
+      const src = await tempDir();
+      await writeFile(join(src, 'Procfile'), 'web: cat /etc/stack-version\n');
+      await writeFile(join(src, `${app}.txt`), `${app}\n`);
+      const b = JSON.parse((await ok(slipway(home, ['--json', 'build', src, '--app', app, '--runtime', 'process']))).stdout) as { slug: { metadata: { layer: { digest: string } } } };
+      appLayers.push(b.slug.metadata.layer.digest);
+      await ok(slipway(home, ['-q', 'export', app, `docker://${reg.host}/apps/${app}:1`]));
+    }
+    const v2 = await busyboxRootfs();
+    await writeFile(join(v2, 'etc/stack-version'), 'v2-patched\n');
+    const s2 = JSON.parse((await ok(slipway(home, ['--json', 'stack', 'import', 'tiny', `dir:${v2}`]))).stdout) as { digest: string; version: number };
+    expect(s2.version).toBe(2);
+    await ok(slipway(home, ['-q', 'image', 'copy', `oci:${join(home, 'images')}:stacks/tiny:${s2.digest.slice(7)}`, `docker://${reg.host}/stacks/tiny:v2`]));
+    const before = await readFile(reg.logFile, 'utf8');
+    const oldDigests: string[] = [];
+    for (const app of apps) {
+      oldDigests.push(JSON.parse((await ok(run('skopeo', ['inspect', '--tls-verify=false', `docker://${reg.host}/apps/${app}:1`]))).stdout).Digest as string);
+      const dry = JSON.parse((await ok(slipway(home, ['--json', 'rebase', `docker://${reg.host}/apps/${app}:1`, '--onto', `docker://${reg.host}/stacks/tiny:v2`, '--dry-run']))).stdout) as { blobs: { role: string; action: string }[] };
+      expect(dry.blobs.filter((b) => b.role === 'app').map((b) => b.action)).toEqual(['exists']);
+      expect(dry.blobs.filter((b) => b.role === 'base').every((b) => b.action === 'mount')).toBe(true);
+      await ok(slipway(home, ['rebase', `docker://${reg.host}/apps/${app}:1`, '--onto', `docker://${reg.host}/stacks/tiny:v2`]));
+    }
+    // The registry's own log: during the rebases no app layer was fetched or uploaded.
+    const during = (await readFile(reg.logFile, 'utf8')).slice(before.length);
+    expect(during).toMatch(/response completed/);
+    for (const layer of appLayers) {
+      const touching = during.split('\n').filter((l) => l.includes(layer) && /http\.request\.method=(GET|PUT|PATCH|POST)/.test(l));
+      expect(touching).toEqual([]);
+    }
+    expect(during).not.toMatch(/http\.request\.method=(PATCH)/);
+    for (const [i, app] of apps.entries()) {
+      const info = JSON.parse((await ok(run('skopeo', ['inspect', '--tls-verify=false', `docker://${reg.host}/apps/${app}:1`]))).stdout) as { Digest: string; Layers: string[] };
+      expect(info.Digest).not.toBe(oldDigests[i]);
+      expect(info.Layers.at(-1)).toBe(appLayers[i]);
+      const layout = join(await tempDir(), 'l');
+      await ok(run('skopeo', ['copy', '--src-tls-verify=false', `docker://${reg.host}/apps/${app}:1`, `oci:${layout}:x`]));
+      const bundle = join(await tempDir(), 'b');
+      execFileSync('umoci', ['unpack', '--image', `${layout}:x`, bundle]);
+      expect(await readFile(join(bundle, 'rootfs/etc/stack-version'), 'utf8')).toBe('v2-patched\n');
+      expect(await readFile(join(bundle, `rootfs/app/${app}.txt`), 'utf8')).toBe(`${app}\n`);
+    }
+  });
+
+  it('refuses a wrong old base and writes nothing', async () => {
+    const home = await tempDir();
+    const v1 = await busyboxRootfs();
+    await ok(slipway(home, ['-q', 'stack', 'import', 'tiny', `dir:${v1}`]));
+    const src = await tempDir();
+    await writeFile(join(src, 'Procfile'), 'web: true\n');
+    await ok(slipway(home, ['-q', 'build', src, '--app', 'delta', '--runtime', 'process']));
+    await ok(slipway(home, ['-q', 'export', 'delta', `docker://${reg.host}/apps/delta:1`]));
+    const other = await busyboxRootfs();
+    await mkdir(join(other, 'extra'));
+    const o = JSON.parse((await ok(slipway(home, ['--json', 'stack', 'import', 'other', `dir:${other}`]))).stdout) as { digest: string };
+    const otherRef = `oci:${join(home, 'images')}:stacks/other:${o.digest.slice(7)}`;
+    const before = JSON.parse((await ok(run('skopeo', ['inspect', '--tls-verify=false', `docker://${reg.host}/apps/delta:1`]))).stdout).Digest as string;
+    const r = await slipway(home, ['rebase', `docker://${reg.host}/apps/delta:1`, '--onto', otherRef, '--old-base', otherRef]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/rebase refused: layer 1 is sha256:[a-f0-9]+, the old base has sha256:[a-f0-9]+: the image is not built on that base/);
+    const after = JSON.parse((await ok(run('skopeo', ['inspect', '--tls-verify=false', `docker://${reg.host}/apps/delta:1`]))).stdout).Digest as string;
+    expect(after).toBe(before);
+  });
+});
