@@ -136,3 +136,32 @@ describe('rebasing exported apps in a real registry', () => {
     expect(after).toBe(before);
   });
 });
+
+describe('fleet rebase of releases', () => {
+  it('moves every app on a stack to its new version with new releases, and rollback crosses back', async () => {
+    const home = await tempDir();
+    const v1 = await busyboxRootfs();
+    await ok(slipway(home, ['-q', 'stack', 'import', 'tiny', `dir:${v1}`]));
+    for (const app of ['one', 'two']) {
+      const src = await tempDir();
+      await writeFile(join(src, 'Procfile'), `web: echo ${app}\n`);
+      await ok(slipway(home, ['-q', 'build', src, '--app', app, '--runtime', 'process']));
+    }
+    await ok(slipway(home, ['config', 'set', 'two', 'KEY=kept']));
+    const v2 = await busyboxRootfs();
+    await writeFile(join(v2, 'etc/patched'), 'yes\n');
+    await ok(slipway(home, ['-q', 'stack', 'import', 'tiny', `dir:${v2}`]));
+    const dry = JSON.parse((await ok(slipway(home, ['--json', 'rebase', '--all', '--dry-run']))).stdout) as unknown[];
+    expect(dry).toHaveLength(2);
+    expect(JSON.parse((await ok(slipway(home, ['--json', 'releases', 'one']))).stdout)).toHaveLength(1);
+    const moved = JSON.parse((await ok(slipway(home, ['--json', 'rebase', '--all', '--stack', 'tiny']))).stdout) as { app: string; from: number; to: number }[];
+    expect(moved.map((m) => `${m.app} v${m.from}→v${m.to}`)).toEqual(['one v1→v2', 'two v2→v3']);
+    const rel = JSON.parse((await ok(slipway(home, ['--json', 'releases', 'two']))).stdout) as { version: number; slug: string; stack: { version: number }; configKeys: string[] }[];
+    expect(rel[0]).toMatchObject({ version: 3, stack: { version: 2 }, configKeys: ['KEY'] });
+    expect(rel[0]!.slug).toBe(rel[1]!.slug);
+    expect((await ok(slipway(home, ['rebase', '--all']))).stdout).toMatch(/every app is on the latest version/);
+    await ok(slipway(home, ['rollback', 'two', 'v2']));
+    const back = JSON.parse((await ok(slipway(home, ['--json', 'releases', 'two']))).stdout) as { stack: { version: number } }[];
+    expect(back[0]!.stack.version).toBe(1);
+  });
+});

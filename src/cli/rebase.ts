@@ -1,26 +1,49 @@
 import type { Command } from 'commander';
 import { imageStorePath } from '../home.js';
 import { rebaseImage } from '../release/rebase-image.js';
-import { stackTag } from '../stack/stacks.js';
 import { openDb } from '../store/db.js';
 import { formatBytes, table } from './format.js';
 import type { Globals } from './main.js';
-import { print, registryOptions } from './shared.js';
+import { print, registryOptions, withDb } from './shared.js';
+import { UsageError } from '../errors.js';
+import { rebaseFleet } from '../release/releases.js';
+import { listStacks, resolveStack, stackTag } from '../stack/stacks.js';
 
 export function registerRebaseCommand(program: Command, globals: () => Globals): void {
   program
     .command('rebase')
     .description('move an image (any transport) onto a new base by rewriting its manifest: no layer is rebuilt, downloaded or uploaded')
-    .argument('<image>', 'the image to rebase')
-    .requiredOption('--onto <newbase>', 'the new base image (any transport)')
+    .argument('[image]', 'the image to rebase')
+    .option('--onto <newbase>', 'the new base image (any transport)')
+    .option('--all', 'rebase every app\'s current release onto the latest version of its stack (new releases, no rebuild)')
+    .option('--stack <name>', 'with --all: only apps on this stack')
     .option('--old-base <image>', 'its current base (default: from its org.opencontainers.image.base.* annotations)')
     .option('--base-name <name>', 'record this as the new base\'s name (org.opencontainers.image.base.name)')
     .option('--tag <tag>', 'write the result under this tag instead of replacing the image')
     .option('--dry-run', 'show which blobs would be mounted, skipped or copied, and write nothing')
     .option('--creds <user:password>', 'registry credentials')
     .option('--insecure', 'allow plain HTTP to a non-loopback registry')
-    .action(async (image: string, o: { onto: string; oldBase?: string; baseName?: string; tag?: string; dryRun?: boolean; creds?: string; insecure?: boolean }) => {
+    .action(async (image: string | undefined, o: { onto?: string; all?: boolean; stack?: string; oldBase?: string; baseName?: string; tag?: string; dryRun?: boolean; creds?: string; insecure?: boolean }) => {
       const g = globals();
+      if (o.all) {
+        if (image || o.onto) throw new UsageError('--all rebases releases onto their stack\'s latest version: give neither IMAGE nor --onto');
+        await withDb(g, (db) => {
+          const stacks = o.stack ? [resolveStack(db, o.stack)] : [...new Set(listStacks(db).map((s) => s.name))].map((n) => resolveStack(db, n));
+          const moves = stacks.flatMap((s) => rebaseFleet(db, s, { dryRun: o.dryRun === true }));
+          const rows = moves.map((m) => ({ app: m.app, from: m.from.version, to: m.to.version, oldStack: m.from.stack!.digest, newStack: m.to.stack!.digest }));
+          print(
+            g,
+            rows,
+            rows.length === 0
+              ? 'every app is on the latest version of its stack'
+              : o.dryRun
+                ? table([['APP', 'WOULD MOVE'], ...moves.map((m) => [m.app, `v${m.from.version} (${m.from.stack!.name}@v${m.from.stack!.version}) → v${m.to.version} (${m.to.stack!.name}@v${m.to.stack!.version})`])])
+              : table([['APP', 'RELEASE', 'STACK'], ...moves.map((m) => [m.app, `v${m.from.version} → v${m.to.version}`, `${m.from.stack!.name}@v${m.from.stack!.version} ${m.from.stack!.digest.slice(7, 19)} → v${m.to.stack!.version} ${m.to.stack!.digest.slice(7, 19)}`])]),
+          );
+        });
+        return;
+      }
+      if (!image || !o.onto) throw new UsageError('give IMAGE and --onto NEWBASE (or --all)');
       // Images Slipway exported name their stack version by digest: find it in the local store.
       const resolveBase = (_name: string, digest: string): string | undefined => {
         const db = openDb(g.home);

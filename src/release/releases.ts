@@ -114,3 +114,33 @@ export function rollback(db: Db, app: string, version: number): Release {
 function slugAndStack(r: Release | undefined): Pick<Release, 'slug' | 'stack'> {
   return { ...(r?.slug !== undefined && { slug: r.slug }), ...(r?.stack !== undefined && { stack: r.stack }) };
 }
+
+export interface FleetMove {
+  app: string;
+  from: Release;
+  to: Release;
+}
+
+/**
+ * Moves every app whose current release runs on an older version of `stack` onto its latest
+ * version: a new release each, same slug and config, in one transaction. Nothing is rebuilt.
+ */
+export function rebaseFleet(db: Db, stack: Stack, opts: { dryRun?: boolean } = {}): FleetMove[] {
+  return db.transaction(() => {
+    const names = (db.prepare('SELECT name FROM apps ORDER BY name').all() as { name: string }[]).map((r) => r.name);
+    const moves: FleetMove[] = [];
+    for (const app of names) {
+      const cur = currentRelease(db, app);
+      if (!cur?.slug || cur.stack?.name !== stack.name || cur.stack.digest === stack.digest) continue;
+      const next = {
+        slug: cur.slug,
+        stack: { name: stack.name, version: stack.version, digest: stack.digest },
+        config: cur.config,
+        description: `Rebase onto ${stack.name}@v${stack.version}`,
+      };
+      const to = opts.dryRun ? { ...next, app, version: cur.version + 1, createdAt: '' } : addRelease(db, app, () => next);
+      moves.push({ app, from: cur, to });
+    }
+    return moves;
+  }).immediate();
+}
