@@ -32,7 +32,7 @@ interface DestinationTraits {
 }
 
 /** Runs `fn` over items with at most `limit` in flight; the first failure stops new work. */
-async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+export async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   let failed = false;
   const worker = async (): Promise<void> => {

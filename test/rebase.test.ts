@@ -164,4 +164,35 @@ describe('fleet rebase of releases', () => {
     const back = JSON.parse((await ok(slipway(home, ['--json', 'releases', 'two']))).stdout) as { stack: { version: number } }[];
     expect(back[0]!.stack.version).toBe(1);
   });
+
+  it('with --push, rebases each app\'s image in the registry too, moving only manifests and configs', async () => {
+    const reg = await startRegistry();
+    try {
+      const home = await tempDir();
+      await ok(slipway(home, ['-q', 'stack', 'import', 'tiny', `dir:${await busyboxRootfs()}`]));
+      for (const app of ['red', 'green', 'blue']) {
+        const src = await tempDir();
+        await writeFile(join(src, 'Procfile'), `web: echo ${app}\n`);
+        await ok(slipway(home, ['-q', 'build', src, '--app', app, '--runtime', 'process']));
+        await ok(slipway(home, ['-q', 'export', app, `docker://${reg.host}/fleet/${app}:v1`]));
+      }
+      const v2 = await busyboxRootfs();
+      await writeFile(join(v2, 'etc/patched'), 'yes\n');
+      await ok(slipway(home, ['-q', 'stack', 'import', 'tiny', `dir:${v2}`]));
+      const r = JSON.parse((await ok(slipway(home, ['--json', 'rebase', '--all', '--push', `${reg.host}/fleet`]))).stdout) as {
+        releases: { app: string; to: number; image: string }[];
+        push: { images: unknown[]; bytesSent: number; bytesReceived: number };
+      };
+      expect(r.push.images).toHaveLength(3);
+      // Per image: a config and a manifest up, manifests and configs down: a few KiB, no layers.
+      expect(r.push.bytesSent / 3).toBeLessThan(16 * 1024);
+      expect(r.push.bytesReceived / 3).toBeLessThan(16 * 1024);
+      for (const rel of r.releases) {
+        const info = JSON.parse((await ok(run('skopeo', ['inspect', '--tls-verify=false', `docker://${reg.host}/fleet/${rel.app}:v${rel.to}`]))).stdout) as { Digest: string };
+        expect(info.Digest).toBe(rel.image);
+      }
+    } finally {
+      await reg.stop();
+    }
+  });
 });

@@ -17,6 +17,9 @@ export interface RegistryOptions {
 
 const CREDS_HINT = 'give credentials (--creds, --src-creds or --dest-creds USER:PASSWORD) or run docker login';
 
+/** How each registry asked to be authenticated, learned once per process. */
+const pings = new Map<string, { challenge: Challenge | undefined }>();
+
 const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])(?::\d+)?$/;
 
 export function isLoopback(host: string): boolean {
@@ -60,9 +63,14 @@ export class RegistryClient {
     return new SlipwayError(`${this.host}: ${what} failed (${detail})`, hint === undefined ? {} : { hint });
   }
 
-  /** Learns how the registry wants to be authenticated (GET /v2/). */
+  /** Learns how the registry wants to be authenticated (GET /v2/), once per registry per process. */
   private async ping(): Promise<void> {
     if (this.challenge !== null) return;
+    const known = pings.get(this.base.origin);
+    if (known !== undefined) {
+      this.challenge = known.challenge;
+      return;
+    }
     let res: HttpResponse;
     try {
       res = await httpRequest({ method: 'GET', url: new URL('/v2/', this.base) });
@@ -75,6 +83,7 @@ export class RegistryClient {
     if (res.status === 401) this.challenge = parseChallenge(headerOf(res, 'www-authenticate'));
     else if (res.status >= 200 && res.status < 300) this.challenge = undefined;
     else throw this.fail('GET /v2/', res, undefined, 'is this an OCI distribution registry?');
+    pings.set(this.base.origin, { challenge: this.challenge });
   }
 
   /** Gets the Authorization header for a set of scopes before any body is streamed. */

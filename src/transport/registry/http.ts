@@ -1,6 +1,6 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { debug } from '../../debug.js';
 
 const agents = {
@@ -18,8 +18,11 @@ export interface HttpRequest {
 export interface HttpResponse {
   status: number;
   headers: IncomingMessage['headers'];
-  body: IncomingMessage;
+  body: Readable;
 }
+
+/** Bytes this process sent and received over HTTP (bodies), for reports like a fleet rebase's. */
+export const traffic = { sent: 0, received: 0, requests: 0 };
 
 /** One HTTP exchange, streaming both ways; the caller reads or discards the body. */
 export function httpRequest(req: HttpRequest): Promise<HttpResponse> {
@@ -30,15 +33,28 @@ export function httpRequest(req: HttpRequest): Promise<HttpResponse> {
       { method: req.method, headers: req.headers, agent: agents[req.url.protocol as 'http:' | 'https:'] },
       (res) => {
         debug('http', () => `${req.method} ${req.url.pathname} → ${res.statusCode}`);
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res });
+        traffic.requests++;
+        // Counted on the way through, never by a listener: that would start the flow early.
+        const body = new Transform({
+          transform(chunk: Buffer, _e, cb) {
+            traffic.received += chunk.length;
+            cb(null, chunk);
+          },
+        });
+        res.on('error', (err) => body.destroy(err));
+        res.on('aborted', () => body.destroy(new Error('connection closed mid-response')));
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res.pipe(body) });
       },
     );
     r.on('error', reject);
     const body = req.body;
     if (body === undefined) r.end();
-    else if (Buffer.isBuffer(body)) r.end(body);
-    else {
+    else if (Buffer.isBuffer(body)) {
+      traffic.sent += body.length;
+      r.end(body);
+    } else {
       body.on('error', (err) => r.destroy(err));
+      body.on('data', (c: Buffer) => (traffic.sent += c.length));
       body.pipe(r);
     }
   });
