@@ -3,7 +3,7 @@ import { copyImage, type CopyResult } from '../copy.js';
 import { SlipwayError } from '../errors.js';
 import { readSmallBlob, resolvePlatform } from '../inspect.js';
 import { digestOf, type Digest } from '../oci/digest.js';
-import { platformMatches } from '../oci/platform.js';
+import { formatPlatform, type Platform } from '../oci/platform.js';
 import { encodeJson, parseImageConfig, type Descriptor, type ImageIndex, type ParsedManifest } from '../oci/types.js';
 import { formatDockerReference, parseImageRef, localRefName } from '../transport/reference.js';
 import { openDestination, openSource, type TransportContext } from '../transport/open.js';
@@ -12,6 +12,8 @@ import { BASE_DIGEST, BASE_NAME } from './image.js';
 import { rebase, type ImageParts, type Rebased } from './rebase.js';
 
 export interface RebaseOptions {
+  /** Shared base reads across many rebases (closed by the caller). */
+  bases?: BaseCache;
   /** The old base (any transport); else found from the image's base annotations. */
   oldBase?: string;
   /** Maps an image's base.name/base.digest annotation to a readable reference (e.g. a local stack). */
@@ -43,6 +45,41 @@ async function parts(src: ImageSource, m: Extract<ParsedManifest, { kind: 'manif
   return { digest: m.digest, mediaType: m.mediaType, manifest: m.manifest, config: parseImageConfig(await readSmallBlob(src, m.manifest.config), `${src.name}: config`) };
 }
 
+/**
+ * Bases read once and shared: a fleet rebase moves hundreds of images onto the same new base
+ * from the same old one, so their manifests and configs are fetched once, not per image.
+ */
+export class BaseCache {
+  private readonly sources = new Map<string, Promise<ImageSource>>();
+  private readonly parts = new Map<string, Promise<ImageParts>>();
+
+  constructor(private readonly ctx: TransportContext) {}
+
+  source(ref: string): Promise<ImageSource> {
+    let s = this.sources.get(ref);
+    if (!s) this.sources.set(ref, (s = openSource(ref, this.ctx)));
+    return s;
+  }
+
+  /** The base image for a platform (an index is resolved to its matching child). */
+  forPlatform(ref: string, platform: Platform): Promise<ImageParts> {
+    const key = `${ref}|${formatPlatform(platform)}`;
+    let p = this.parts.get(key);
+    if (!p) {
+      p = (async () => {
+        const src = await this.source(ref);
+        return parts(src, await resolvePlatform(src, await src.getManifest(), platform));
+      })();
+      this.parts.set(key, p);
+    }
+    return p;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sources.values()) await (await s.catch(() => undefined))?.close();
+  }
+}
+
 /** The same image reference with another tag. */
 export function retag(ref: string, tag: string): string {
   const r = parseImageRef(ref);
@@ -66,12 +103,10 @@ export function retag(ref: string, tag: string): string {
  */
 export async function rebaseImage(ctx: TransportContext, imageRef: string, onto: string, opts: RebaseOptions = {}): Promise<RebaseReport> {
   const src = await openSource(imageRef, ctx);
-  const opened: ImageSource[] = [src];
+  const bases = opts.bases ?? new BaseCache(ctx);
   try {
     const top = await src.getManifest();
-    const newBaseSrc = await openSource(onto, ctx);
-    opened.push(newBaseSrc);
-    const newBaseTop = await newBaseSrc.getManifest();
+    const newBaseSrc = await bases.source(onto);
 
     const rebaseOne = async (m: Extract<ParsedManifest, { kind: 'manifest' }>): Promise<Rebased> => {
       const image = await parts(src, m);
@@ -80,17 +115,15 @@ export async function rebaseImage(ctx: TransportContext, imageRef: string, onto:
       if (!oldRef) {
         throw new SlipwayError(`${imageRef}: cannot tell its old base`, { hint: 'the image has no usable org.opencontainers.image.base.* annotations: give --old-base IMAGE' });
       }
-      const oldSrc = await openSource(oldRef, ctx);
-      opened.push(oldSrc);
-      const platform = { os: image.config.os, architecture: image.config.architecture, ...(image.config.variant ? { variant: image.config.variant } : {}) };
-      const oldBase = await parts(oldSrc, await resolvePlatform(oldSrc, await oldSrc.getManifest(), platform));
+      const platform: Platform = { os: image.config.os, architecture: image.config.architecture, ...(image.config.variant ? { variant: image.config.variant } : {}) };
+      const oldBase = await bases.forPlatform(oldRef, platform);
       if (annotations[BASE_DIGEST] && annotations[BASE_DIGEST] !== oldBase.digest && opts.oldBase === undefined) {
         throw new SlipwayError(`${imageRef}: its annotation names base ${annotations[BASE_DIGEST]}, but ${oldRef} is ${oldBase.digest}`);
       }
-      const newBaseManifest = await resolvePlatform(newBaseSrc, newBaseTop, platform).catch(() => {
-        throw new SlipwayError(`rebase refused: ${onto} has no image for ${platform.os}/${platform.architecture}${platform.variant ? `/${platform.variant}` : ''}`);
+      const newBase = await bases.forPlatform(onto, platform).catch((err: unknown) => {
+        if (err instanceof SlipwayError && /no image for/.test(err.message)) throw new SlipwayError(`rebase refused: ${onto} has no image for ${formatPlatform(platform)}`);
+        throw err;
       });
-      const newBase = await parts(newBaseSrc, newBaseManifest);
       return rebase(image, oldBase, newBase, opts.newBaseName !== undefined ? { newBaseName: opts.newBaseName } : {});
     };
 
@@ -104,9 +137,7 @@ export async function rebaseImage(ctx: TransportContext, imageRef: string, onto:
       const children: Descriptor[] = [];
       for (const child of top.index.manifests) {
         const m = await src.getManifest(child.digest);
-        if (m.kind !== 'manifest' || !child.platform || !(newBaseTop.kind === 'index' ? newBaseTop.index.manifests.some((d) => d.platform && platformMatches(child.platform!, d.platform)) : true)) {
-          throw new SlipwayError(`rebase refused: ${onto} has no image for the index entry ${child.digest}`);
-        }
+        if (m.kind !== 'manifest') throw new SlipwayError(`rebase refused: nested indexes are not supported (${child.digest})`);
         const r = await rebaseOne(m);
         results.push(r);
         children.push({ ...child, digest: r.digest, size: r.manifestBytes.length });
@@ -158,6 +189,7 @@ export async function rebaseImage(ctx: TransportContext, imageRef: string, onto:
       await dst.close();
     }
   } finally {
-    for (const s of opened) await s.close();
+    await src.close();
+    if (!opts.bases) await bases.close();
   }
 }
