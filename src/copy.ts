@@ -76,8 +76,10 @@ export async function copyImage(src: ImageSource, dst: ImageDestination, opts: C
     done.set(desc.digest, { digest: desc.digest, size: desc.size, outcome: 'exists' });
     events?.blobStart?.(desc);
     let outcome: BlobOutcome = 'copied';
-    if (await dst.hasBlob(desc)) outcome = 'exists';
-    else if (dst.mountBlob && (await dst.mountBlob(desc, src.origin?.(desc) ?? src))) outcome = 'mounted';
+    // A mount succeeds whether or not the blob is already there, so try it first when it can
+    // work (same registry, another repository): one request instead of a HEAD and then a mount.
+    if (dst.mountBlob && (await dst.mountBlob(desc, src.origin?.(desc) ?? src))) outcome = 'mounted';
+    else if (await dst.hasBlob(desc)) outcome = 'exists';
     else {
       const file = src.blobFile?.(desc);
       if (!(file && dst.putBlobFile && (await dst.putBlobFile(desc, file)))) {

@@ -16,8 +16,37 @@ interface BuildJson {
   slug: { digest: string; metadata: { processTypes: Record<string, string>; buildpacks: { name: string; version?: string }[] } };
 }
 
+/** Unpacks an image with umoci and runs it with runc; asserts its HTTP answer. Returns the bundle. */
+async function expectAnswers(imageRef: string, answer: RegExp): Promise<string> {
+  const bundle = join(await tempDir(), 'bundle');
+  execFileSync('umoci', ['unpack', '--image', imageRef, bundle]);
+  const port = await freePort();
+  const cfgPath = join(bundle, 'config.json');
+  const cfg = JSON.parse(await readFile(cfgPath, 'utf8')) as { process: { terminal: boolean; env: string[] }; linux: { namespaces: { type: string }[] } };
+  cfg.process.terminal = false;
+  cfg.process.env = cfg.process.env.map((e) => (e.startsWith('PORT=') ? `PORT=${port}` : e));
+  // Share the host's loopback for the test instead of wiring a network namespace.
+  cfg.linux.namespaces = cfg.linux.namespaces.filter((n) => n.type !== 'network');
+  await writeFile(cfgPath, JSON.stringify(cfg));
+  const id = `slipway-test-${process.pid}-${port}`;
+  const container = spawn('runc', ['run', '--bundle', bundle, id], { stdio: 'ignore' });
+  try {
+    let body = '';
+    for (let i = 0; i < 100 && body === ''; i++) {
+      body = await fetch(`http://127.0.0.1:${port}/`).then((r) => r.text(), () => '');
+      if (body === '') await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(body).toMatch(answer);
+  } finally {
+    spawnSync('runc', ['kill', id, 'KILL']);
+    await new Promise((r) => container.once('close', r));
+    spawnSync('runc', ['delete', '-f', id]);
+  }
+  return bundle;
+}
+
 describe('the nodejs buildpack on a real Debian stack', () => {
-  it('builds the example in the build container, exports an image that answers HTTP, rebuilds to the same slug', async () => {
+  it('builds the example in the build container, exports an image that answers HTTP, rebases it onto a patched stack, rebuilds to the same slug', async () => {
     const home = await tempDir();
     await ok(slipway(home, ['-q', 'stack', 'import', 'bookworm', `dir:${inject('debootstrapRootfs')}`]));
     const first = await ok(slipway(home, ['--json', 'build', EXAMPLE, '--app', 'web', '--runtime', 'container']));
@@ -44,33 +73,22 @@ describe('the nodejs buildpack on a real Debian stack', () => {
     await ok(slipway(home, ['export', 'web', `oci:${layout}:web`]));
     const info = JSON.parse(execFileSync('skopeo', ['inspect', '--config', `oci:${layout}:web`]).toString()) as { config: { User: string; WorkingDir: string; Cmd: string[] } };
     expect(info.config).toMatchObject({ User: '1000:1000', WorkingDir: '/app', Cmd: ['/bin/sh', '-c', 'npm start'] });
-    const bundle = join(await tempDir(), 'bundle');
-    execFileSync('umoci', ['unpack', '--image', `${layout}:web`, bundle]);
-    const port = await freePort();
-    const cfgPath = join(bundle, 'config.json');
-    const cfg = JSON.parse(await readFile(cfgPath, 'utf8')) as { process: { terminal: boolean; env: string[] }; linux: { namespaces: { type: string }[] } };
-    cfg.process.terminal = false;
-    cfg.process.env = cfg.process.env.map((e) => (e.startsWith('PORT=') ? `PORT=${port}` : e));
-    // Share the host's loopback for the test instead of wiring a network namespace.
-    cfg.linux.namespaces = cfg.linux.namespaces.filter((n) => n.type !== 'network');
-    await writeFile(cfgPath, JSON.stringify(cfg));
-    const id = `slipway-test-export-${process.pid}`;
-    const container = spawn('runc', ['run', '--bundle', bundle, id], { stdio: 'ignore' });
-    try {
-      let body = '';
-      for (let i = 0; i < 100 && body === ''; i++) {
-        body = await fetch(`http://127.0.0.1:${port}/`).then((r) => r.text(), () => '');
-        if (body === '') await new Promise((r) => setTimeout(r, 100));
-      }
-      expect(body).toMatch(/^Hello from Slipway: node v22\.\d+\.\d+ at \/app\/\.heroku\/node\/bin\/node/);
-    } finally {
-      spawnSync('runc', ['kill', id, 'KILL']);
-      await new Promise((r) => container.once('close', r));
-      spawnSync('runc', ['delete', '-f', id]);
-    }
+    await expectAnswers(`${layout}:web`, /^Hello from Slipway: node v22\.\d+\.\d+ at \/app\/\.heroku\/node\/bin\/node/);
 
-    // Unchanged source: the cache is reused and the slug is the same blob.
-    const second = await ok(slipway(home, ['--json', 'build', EXAMPLE, '--app', 'web', '--runtime', 'container']));
+    // A patched stack version: the exported image, rebased onto it, still answers, now on the patch.
+    const patched = join(await tempDir(), 'patched');
+    execFileSync('cp', ['-a', inject('debootstrapRootfs'), patched]);
+    await writeFile(join(patched, 'etc/slipway-patch'), 'patched\n');
+    const v2 = JSON.parse((await ok(slipway(home, ['--json', 'stack', 'import', 'bookworm', `dir:${patched}`]))).stdout) as { digest: string; version: number };
+    expect(v2.version).toBe(2);
+    const rebased = JSON.parse((await ok(slipway(home, ['--json', 'rebase', `oci:${layout}:web`, '--onto', `oci:${join(home, 'images')}:stacks/bookworm:${v2.digest.slice(7)}`, '--tag', 'rebased']))).stdout) as { blobs: { role: string; action: string }[] };
+    expect(rebased.blobs.filter((b) => b.role === 'app').map((b) => b.action)).toEqual(['exists']);
+    const rebasedBundle = await expectAnswers(`${layout}:rebased`, /^Hello from Slipway: node v22/);
+    expect(await readFile(join(rebasedBundle, 'rootfs/etc/slipway-patch'), 'utf8')).toBe('patched\n');
+
+    // Unchanged source on the same stack version: the cache is reused and the slug is the same blob.
+    // Unchanged source on the same stack version: the cache is reused and the slug is the same blob.
+    const second = await ok(slipway(home, ['--json', 'build', EXAMPLE, '--app', 'web', '--runtime', 'container', '--stack', 'bookworm@v1']));
     const b = JSON.parse(second.stdout) as BuildJson;
     expect(b.slug.digest).toBe(a.slug.digest);
     expect(b.release.version).toBe(a.release.version + 1);

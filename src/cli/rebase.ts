@@ -19,7 +19,7 @@ export function registerRebaseCommand(program: Command, globals: () => Globals):
     .option('--all', 'rebase every app\'s current release onto the latest version of its stack (new releases, no rebuild)')
     .option('--stack <name>', 'with --all: only apps on this stack')
     .option('--push <registry/prefix>', 'with --all: also rebase each app\'s image PREFIX/APP:v<old> in that registry, tagging it v<new>')
-    .option('-j, --jobs <n>', 'with --push: images rebased at once', '8')
+    .option('-j, --jobs <n>', 'with --push: images rebased at once', '16')
     .option('--old-base <image>', 'its current base (default: from its org.opencontainers.image.base.* annotations)')
     .option('--base-name <name>', 'record this as the new base\'s name (org.opencontainers.image.base.name)')
     .option('--tag <tag>', 'write the result under this tag instead of replacing the image')
@@ -43,7 +43,7 @@ export function registerRebaseCommand(program: Command, globals: () => Globals):
         await withDb(g, async (db) => {
           const stacks = o.stack ? [resolveStack(db, o.stack)] : [...new Set(listStacks(db).map((s) => s.name))].map((n) => resolveStack(db, n));
           const moves = stacks.flatMap((s) => rebaseFleet(db, s, { dryRun: o.dryRun === true }));
-          const pushed = o.push && !o.dryRun && moves.length ? await pushFleetImages({ home: g.home, registry: registryOptions(o) }, moves, o.push, resolveBase, Math.max(1, Number(o.jobs) || 8)) : undefined;
+          const pushed = o.push && !o.dryRun && moves.length ? await pushFleetImages({ home: g.home, registry: registryOptions(o) }, moves, o.push, resolveBase, Math.max(1, Number(o.jobs) || 16)) : undefined;
           const rows = moves.map((m) => ({
             app: m.app,
             from: m.from.version,

@@ -176,14 +176,19 @@ export async function rebaseImage(ctx: TransportContext, imageRef: string, onto:
         return p.transport === 'docker' ? p.ref.registry : undefined;
       };
       const sameRegistry = registryOf(onto) !== undefined && registryOf(onto) === registryOf(destRef);
+      // The plan asks the destination only on a dry run; a real run reports what the copy did.
+      const planned = async (l: Descriptor, fallback: BlobPlan['action']): Promise<BlobPlan['action']> => (opts.dryRun ? ((await dst.hasBlob(l)) ? 'exists' : fallback) : fallback);
       for (const r of results) {
         blobs.push({ digest: r.manifest.config.digest, size: r.manifest.config.size, role: 'config', action: 'write' });
-        for (const l of r.appLayers) blobs.push({ digest: l.digest, size: l.size, role: 'app', action: (await dst.hasBlob(l)) ? 'exists' : 'copy' });
-        for (const l of r.baseLayers) blobs.push({ digest: l.digest, size: l.size, role: 'base', action: (await dst.hasBlob(l)) ? 'exists' : sameRegistry ? 'mount' : 'copy' });
+        for (const l of r.appLayers) blobs.push({ digest: l.digest, size: l.size, role: 'app', action: await planned(l, 'copy') });
+        for (const l of r.baseLayers) blobs.push({ digest: l.digest, size: l.size, role: 'base', action: await planned(l, sameRegistry ? 'mount' : 'copy') });
       }
       const report: RebaseReport = { dryRun: opts.dryRun === true, image: imageRef, destination: destRef, oldDigest: top.digest, newDigest: newTop.digest, blobs };
       if (opts.dryRun) return report;
       report.result = await copyImage(assembled, dst);
+      const outcome = new Map(report.result.blobs.map((b) => [b.digest as string, b.outcome]));
+      const asAction: Record<string, BlobPlan['action']> = { exists: 'exists', mounted: 'mount', copied: 'copy' };
+      for (const b of blobs) if (b.role !== 'config') b.action = asAction[outcome.get(b.digest) ?? ''] ?? b.action;
       return report;
     } finally {
       await dst.close();
