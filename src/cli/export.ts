@@ -1,11 +1,9 @@
 import type { Command } from 'commander';
 import { copyImage } from '../copy.js';
-import { SlipwayError, UsageError } from '../errors.js';
 import { imageStorePath } from '../home.js';
 import type { Digest } from '../oci/digest.js';
-import { getApp } from '../release/apps.js';
 import { releaseImage } from '../release/image.js';
-import { currentRelease, getRelease } from '../release/releases.js';
+import { builtRelease } from '../release/releases.js';
 import { verifySlugManifest } from '../slug/slug.js';
 import { OciLayout } from '../store/layout.js';
 import { openDestination } from '../transport/open.js';
@@ -24,12 +22,8 @@ export function registerExportCommand(program: Command, globals: () => Globals):
     .option('--insecure', 'allow plain HTTP to a non-loopback registry')
     .action(async (spec: string, dest: string, o: { withConfig?: boolean; creds?: string; insecure?: boolean }) => {
       const g = globals();
-      const m = /^([^@]+)(?:@v?(\d+))?$/.exec(spec);
-      if (!m) throw new UsageError(`"${spec}" is not APP or APP@vN`);
       await withDb(g, async (db) => {
-        getApp(db, m[1]!);
-        const rel = m[2] ? getRelease(db, m[1]!, Number(m[2])) : currentRelease(db, m[1]!);
-        if (!rel?.slug) throw new SlipwayError(`${m[1]} has no slug yet`, { hint: `slipway build DIR --app ${m[1]}` });
+        const rel = builtRelease(db, spec);
         const layout = await OciLayout.open(imageStorePath(g.home), { create: true });
         const meta = await verifySlugManifest(layout, rel.slug as Digest, `${rel.app} v${rel.version} slug`);
         const image = await releaseImage(g.home, rel, meta, { withConfig: o.withConfig === true });

@@ -8,7 +8,7 @@ import { print, registryOptions, withDb } from './shared.js';
 import { UsageError } from '../errors.js';
 import { rebaseFleet } from '../release/releases.js';
 import { pushFleetImages } from '../release/fleet-push.js';
-import { listStacks, resolveStack, stackTag } from '../stack/stacks.js';
+import { findStackByDigest, listStacks, resolveStack, stackTag } from '../stack/stacks.js';
 
 export function registerRebaseCommand(program: Command, globals: () => Globals): void {
   program
@@ -32,8 +32,8 @@ export function registerRebaseCommand(program: Command, globals: () => Globals):
       const resolveBase = (_name: string, digest: string): string | undefined => {
         const db = openDb(g.home);
         try {
-          const row = db.prepare('SELECT name, digest FROM stacks WHERE digest = ? LIMIT 1').get(digest) as { name: string; digest: string } | undefined;
-          return row ? `oci:${imageStorePath(g.home)}:${stackTag(row.name, row.digest)}` : undefined;
+          const s = findStackByDigest(db, digest);
+          return s ? `oci:${imageStorePath(g.home)}:${stackTag(s.name, s.digest)}` : undefined;
         } finally {
           db.close();
         }

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 import { copyImage } from '../copy.js';
-import { UsageError, SlipwayError } from '../errors.js';
+import { SlipwayError } from '../errors.js';
 import { imageStorePath } from '../home.js';
 import { getApp } from '../release/apps.js';
-import { addRelease, currentRelease, getRelease } from '../release/releases.js';
+import { addRelease, builtRelease } from '../release/releases.js';
+import { findStackByDigest } from '../stack/stacks.js';
 import { slugStoreRef, slugTag, verifySlugManifest } from '../slug/slug.js';
 import { OciLayout } from '../store/layout.js';
 import { OciLayoutDestination } from '../transport/oci-layout.js';
@@ -27,12 +28,8 @@ export function registerSlugCommands(program: Command, globals: () => Globals): 
     .option('--insecure', 'allow plain HTTP to a non-loopback registry')
     .action(async (spec: string, dest: string, o: { creds?: string; insecure?: boolean }) => {
       const g = globals();
-      const m = /^([^@]+)(?:@v?(\d+))?$/.exec(spec);
-      if (!m) throw new UsageError(`"${spec}" is not APP or APP@vN`);
       await withDb(g, async (db) => {
-        getApp(db, m[1]!);
-        const rel = m[2] ? getRelease(db, m[1]!, Number(m[2])) : currentRelease(db, m[1]!);
-        if (!rel?.slug) throw new SlipwayError(`${m[1]} has no slug${m[2] ? ` in v${m[2]}` : ''} yet`, { hint: 'build it first' });
+        const rel = builtRelease(db, spec);
         const src = await openSource(slugStoreRef(g.home, rel.app, rel.slug as Digest), { home: g.home });
         const dst = await openDestination(dest, { home: g.home, registry: registryOptions(o) });
         const progress = copyProgress(process.stderr, g.quiet || g.json);
@@ -70,16 +67,14 @@ export function registerSlugCommands(program: Command, globals: () => Globals): 
             await dst.close();
           }
           const meta = await verifySlugManifest(layout, top.digest, srcRef);
-          const stack = db.prepare('SELECT name, version, digest FROM stacks WHERE digest = ? ORDER BY version DESC LIMIT 1').get(meta.stack.digest) as
-            | { name: string; version: number; digest: string }
-            | undefined;
+          const stack = findStackByDigest(db, meta.stack.digest);
           if (!stack) {
             await layout.untag(slugTag(app.name, top.digest));
             throw new SlipwayError(`the slug was built on stack ${meta.stack.name} ${meta.stack.digest}, which is not here`, {
               hint: `import that stack version first (slipway stack import ${meta.stack.name} SOURCE)`,
             });
           }
-          const rel = addRelease(db, app.name, (cur) => ({ slug: top.digest, stack, config: cur?.config ?? {}, description: `Slug pulled from ${srcRef}` }));
+          const rel = addRelease(db, app.name, (cur) => ({ slug: top.digest, stack: { name: stack.name, version: stack.version, digest: stack.digest }, config: cur?.config ?? {}, description: `Slug pulled from ${srcRef}` }));
           print(g, { app: app.name, version: rel.version, slug: top.digest }, `released ${app.name} v${rel.version} with slug ${top.digest}`);
         } finally {
           await src.close();

@@ -144,3 +144,14 @@ export function rebaseFleet(db: Db, stack: Stack, opts: { dryRun?: boolean } = {
     return moves;
   }).immediate();
 }
+
+/** The release an `APP` or `APP@vN` spec names (the current one by default); it must have a slug. */
+export function builtRelease(db: Db, spec: string): Release & { slug: string; stack: NonNullable<Release['stack']> } {
+  const m = /^([^@]+)(?:@v?(\d+))?$/.exec(spec);
+  if (!m) throw new UsageError(`"${spec}" is not APP or APP@vN`);
+  const app = m[1]!;
+  if (!db.prepare('SELECT 1 FROM apps WHERE name = ?').get(app)) throw new SlipwayError(`no app "${app}"`, { hint: 'see slipway apps' });
+  const rel = m[2] ? getRelease(db, app, Number(m[2])) : currentRelease(db, app);
+  if (!rel?.slug || !rel.stack) throw new SlipwayError(`${app}${m[2] ? ` v${m[2]}` : ''} has no slug yet`, { hint: `slipway build DIR --app ${app}` });
+  return rel as Release & { slug: string; stack: NonNullable<Release['stack']> };
+}

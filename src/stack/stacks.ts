@@ -146,3 +146,9 @@ export async function removeStack(db: Db, home: string, spec: string, force: boo
   for (const s of victims) if (!stillUsed.has(s.digest)) await layout.untag(stackTag(s.name, s.digest));
   return victims;
 }
+
+/** The stack version with this image digest, if this host has it. */
+export function findStackByDigest(db: Db, digest: string): Stack | undefined {
+  const row = db.prepare('SELECT * FROM stacks WHERE digest = ? ORDER BY version DESC LIMIT 1').get(digest) as StackRow | undefined;
+  return row ? fromRow(row) : undefined;
+}
