@@ -17,6 +17,11 @@ export interface CopyOptions {
   /** Blobs in flight at once. */
   concurrency?: number;
   events?: CopyEvents;
+  /**
+   * What the caller already knows of the destination, to save a request per blob: 'present'
+   * (a rebase writing back into the repository its layers came from) or 'absent' (a config it just made).
+   */
+  known?: Map<string, 'present' | 'absent'>;
 }
 
 export interface CopyResult {
@@ -76,10 +81,12 @@ export async function copyImage(src: ImageSource, dst: ImageDestination, opts: C
     done.set(desc.digest, { digest: desc.digest, size: desc.size, outcome: 'exists' });
     events?.blobStart?.(desc);
     let outcome: BlobOutcome = 'copied';
+    const known = opts.known?.get(desc.digest);
     // A mount succeeds whether or not the blob is already there, so try it first when it can
     // work (same registry, another repository): one request instead of a HEAD and then a mount.
-    if (dst.mountBlob && (await dst.mountBlob(desc, src.origin?.(desc) ?? src))) outcome = 'mounted';
-    else if (await dst.hasBlob(desc)) outcome = 'exists';
+    if (known === 'present') outcome = 'exists';
+    else if (known !== 'absent' && dst.mountBlob && (await dst.mountBlob(desc, src.origin?.(desc) ?? src))) outcome = 'mounted';
+    else if (known !== 'absent' && (await dst.hasBlob(desc))) outcome = 'exists';
     else {
       const file = src.blobFile?.(desc);
       if (!(file && dst.putBlobFile && (await dst.putBlobFile(desc, file)))) {

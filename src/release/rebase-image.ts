@@ -185,7 +185,18 @@ export async function rebaseImage(ctx: TransportContext, imageRef: string, onto:
       }
       const report: RebaseReport = { dryRun: opts.dryRun === true, image: imageRef, destination: destRef, oldDigest: top.digest, newDigest: newTop.digest, blobs };
       if (opts.dryRun) return report;
-      report.result = await copyImage(assembled, dst);
+      // Writing back where the image came from: its own layers are there by construction (the
+      // manifest being replaced references them), and the new configs were just made.
+      const known = new Map<string, 'present' | 'absent'>();
+      const sameRepo = (a: string, b: string): boolean => {
+        const pa = parseImageRef(a);
+        const pb = parseImageRef(b);
+        if (pa.transport === 'docker' && pb.transport === 'docker') return pa.ref.registry === pb.ref.registry && pa.ref.repository === pb.ref.repository;
+        return pa.transport === 'oci' && pb.transport === 'oci' && pa.dir === pb.dir;
+      };
+      if (sameRepo(imageRef, destRef)) for (const r of results) for (const l of r.appLayers) known.set(l.digest, 'present');
+      for (const r of results) known.set(r.manifest.config.digest, 'absent');
+      report.result = await copyImage(assembled, dst, { known });
       const outcome = new Map(report.result.blobs.map((b) => [b.digest as string, b.outcome]));
       const asAction: Record<string, BlobPlan['action']> = { exists: 'exists', mounted: 'mount', copied: 'copy' };
       for (const b of blobs) if (b.role !== 'config') b.action = asAction[outcome.get(b.digest) ?? ''] ?? b.action;
