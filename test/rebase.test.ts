@@ -10,6 +10,7 @@ import { ok, run, slipway } from './helpers/cli.js';
 import { busyboxRootfs } from './helpers/buildpacks.js';
 import { startRegistry, type Registry } from './helpers/registry.js';
 import { tempDir } from './helpers/tmp.js';
+import { fileEntry, tarOf, writeImage, writeIndex } from './helpers/images.js';
 
 const d = (s: string): Digest => digestOf(s);
 
@@ -194,5 +195,40 @@ describe('fleet rebase of releases', () => {
     } finally {
       await reg.stop();
     }
+  });
+});
+
+describe('rebasing a multi-platform index', () => {
+  it('rebases each platform against the same platform of the new base', async () => {
+    const home = await tempDir();
+    const dir = join(await tempDir(), 'layout');
+    const layer = async (name: string) => tarOf([fileEntry(name, name)]);
+    const base1 = { amd: await layer('base1-amd'), arm: await layer('base1-arm') };
+    const base2 = { amd: await layer('base2-amd'), arm: await layer('base2-arm') };
+    const app = { amd: await layer('app-amd'), arm: await layer('app-arm') };
+    const b1a = await writeImage(dir, 'b1-amd', [base1.amd], { history: ['b1'] });
+    const b1r = await writeImage(dir, 'b1-arm', [base1.arm], { arch: 'arm64', history: ['b1'] });
+    await writeIndex(dir, 'base1', [{ image: b1a, arch: 'amd64' }, { image: b1r, arch: 'arm64' }]);
+    const b2a = await writeImage(dir, 'b2-amd', [base2.amd], { history: ['b2'] });
+    const b2r = await writeImage(dir, 'b2-arm', [base2.arm], { arch: 'arm64', history: ['b2'] });
+    await writeIndex(dir, 'base2', [{ image: b2a, arch: 'amd64' }, { image: b2r, arch: 'arm64' }]);
+    const aa = await writeImage(dir, 'app-amd', [base1.amd, app.amd], { history: ['b1', 'app'] });
+    const ar = await writeImage(dir, 'app-arm', [base1.arm, app.arm], { arch: 'arm64', history: ['b1', 'app'] });
+    await writeIndex(dir, 'app', [{ image: aa, arch: 'amd64' }, { image: ar, arch: 'arm64' }]);
+
+    await ok(slipway(home, ['rebase', `oci:${dir}:app`, '--onto', `oci:${dir}:base2`, '--old-base', `oci:${dir}:base1`, '--tag', 'app2']));
+    for (const [arch, base, own] of [['amd64', base2.amd, app.amd], ['arm64', base2.arm, app.arm]] as const) {
+      const m = JSON.parse((await ok(slipway(home, ['image', 'inspect', '--raw', '--platform', `linux/${arch}`, `oci:${dir}:app2`]))).stdout) as { mediaType: string; manifests?: unknown[] };
+      expect(m.manifests).toHaveLength(2);
+      const info = JSON.parse((await ok(slipway(home, ['--json', 'image', 'inspect', '--platform', `linux/${arch}`, `oci:${dir}:app2`]))).stdout) as { platform: string; layers: { diffId: string }[] };
+      expect(info.platform).toBe(`linux/${arch}`);
+      expect(info.layers.map((l) => l.diffId)).toEqual([digestOf(base), digestOf(own)]);
+    }
+    // A new base without the image's platform is refused, and nothing is written.
+    await writeIndex(dir, 'amd-only', [{ image: b2a, arch: 'amd64' }]);
+    const r = await slipway(home, ['rebase', `oci:${dir}:app`, '--onto', `oci:${dir}:amd-only`, '--old-base', `oci:${dir}:base1`, '--tag', 'never']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/rebase refused: oci:.*has no image for linux\/arm64/);
+    expect((await slipway(home, ['image', 'inspect', `oci:${dir}:never`])).code).toBe(1);
   });
 });

@@ -33,7 +33,7 @@ export interface MadeImage {
  * Writes a one-platform image into an OCI layout from layer blobs given as bytes
  * (gzip applied unless `raw`), tags it, and returns its descriptors.
  */
-export async function writeImage(dir: string, tag: string, layerTars: Buffer[], opts: { raw?: boolean; diffIds?: Digest[] } = {}): Promise<MadeImage> {
+export async function writeImage(dir: string, tag: string, layerTars: Buffer[], opts: { raw?: boolean; diffIds?: Digest[]; arch?: string; history?: string[] } = {}): Promise<MadeImage> {
   const layout = await OciLayout.open(dir, { create: true });
   const layers: Descriptor[] = [];
   for (const tar of layerTars) {
@@ -43,10 +43,11 @@ export async function writeImage(dir: string, tag: string, layerTars: Buffer[], 
     layers.push({ mediaType: opts.raw ? MediaType.ociLayer : MediaType.ociLayerGzip, digest: d, size: blob.length });
   }
   const cfg = encodeJson({
-    architecture: 'amd64',
+    architecture: opts.arch ?? 'amd64',
     os: 'linux',
     config: { Cmd: ['/bin/sh'] },
     rootfs: { type: 'layers', diff_ids: opts.diffIds ?? layerTars.map((t) => digestOf(t)) },
+    ...(opts.history && { history: opts.history.map((h) => ({ created_by: h })) }),
   });
   const config: Descriptor = { mediaType: MediaType.ociConfig, digest: digestOf(cfg), size: cfg.length };
   await layout.writeBlob(Readable.from([cfg]), { digest: config.digest, size: cfg.length });
@@ -55,4 +56,18 @@ export async function writeImage(dir: string, tag: string, layerTars: Buffer[], 
   await layout.writeBlob(Readable.from([m]), { digest: manifest.digest, size: m.length });
   await layout.tag(manifest, tag);
   return { manifest, config, layers };
+}
+
+/** Writes an index over already written images, one per platform, and tags it. */
+export async function writeIndex(dir: string, tag: string, children: { image: MadeImage; arch: string }[]): Promise<Descriptor> {
+  const layout = await OciLayout.open(dir, { create: false });
+  const bytes = encodeJson({
+    schemaVersion: 2,
+    mediaType: MediaType.ociIndex,
+    manifests: children.map((c) => ({ ...c.image.manifest, platform: { os: 'linux', architecture: c.arch } })),
+  });
+  const desc: Descriptor = { mediaType: MediaType.ociIndex, digest: digestOf(bytes), size: bytes.length };
+  await layout.writeBlob(Readable.from([bytes]), { digest: desc.digest, size: bytes.length });
+  await layout.tag(desc, tag);
+  return desc;
 }
