@@ -93,6 +93,9 @@ export async function copyImage(src: ImageSource, dst: ImageDestination, opts: C
         const data = await src.getBlob(desc);
         if (events?.blobBytes) {
           const counted = counter(desc, events);
+          // Until the destination attaches its pipeline, an error must not go unhandled; the
+          // pipeline still sees it (the stream is destroyed with it).
+          counted.on('error', () => undefined);
           data.on('error', (err) => counted.destroy(err));
           await dst.putBlob(desc, data.pipe(counted));
         } else {

@@ -46,6 +46,7 @@ export async function unpackImage(src: ImageSource, target: string, opts: Extrac
       const where = `${src.name}: layer ${i + 1} (${layer.digest})`;
       const data = await src.getBlob(layer);
       const verify = new VerifyingStream(layer.digest, layer.size, where);
+      verify.on('error', () => undefined); // reported through the reader below, never unhandled
       data.on('error', (err) => verify.destroy(err));
       const diff = new Hasher();
       const stats = await extractLayer(hashing(decompress(data.pipe(verify), where), diff), tmp, where, opts);

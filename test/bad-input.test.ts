@@ -32,7 +32,7 @@ describe('bad input leaves the store as it was', () => {
     const r = await slipway(home, ['image', 'copy', srcRef, 'bad:1']);
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toMatch(message);
-    expect(await listFiles(store)).toEqual(before);
+    expect(await listFiles(store), r.stderr).toEqual(before);
   }
 
   it('a blob whose bytes do not match its digest', async () => {

@@ -117,11 +117,12 @@ export class OciLayout {
   /**
    * Streams a blob in: hashes while writing a temp file, fsyncs, verifies against
    * `expected` (when known), then renames it into place. A failure leaves nothing.
+   * `through` sees the bytes on the way (a layer validator that can fail the write).
    */
   async writeBlob(
     source: Readable | AsyncIterable<Buffer>,
     expected?: { digest: Digest; size?: number },
-    opts: { algorithm?: Algorithm } = {},
+    opts: { algorithm?: Algorithm; through?: Transform } = {},
   ): Promise<BlobWriteResult> {
     const tmp = join(await this.scratchDir(), `blob-${process.pid}-${randomBytes(6).toString('hex')}`);
     const hasher = new Hasher(expected ? algorithmOf(expected.digest) : (opts.algorithm ?? 'sha256'));
@@ -139,7 +140,9 @@ export class OciLayout {
     });
     const fh = await open(tmp, 'wx', 0o644);
     try {
-      await pipeline(source, tap, createWriteStream('', { fd: fh.fd, autoClose: false, highWaterMark: 1024 * 1024 }));
+      const out = createWriteStream('', { fd: fh.fd, autoClose: false, highWaterMark: 1024 * 1024 });
+      // One pipeline owns every stream from the first byte, so any error lands here, never unhandled.
+      await (opts.through ? pipeline(source, opts.through, tap, out) : pipeline(source, tap, out));
       await fh.sync();
       await fh.close();
       const result = { digest: expected?.digest ?? hasher.digest(), size: hasher.size };

@@ -67,8 +67,7 @@ export class OciLayoutDestination implements ImageDestination {
   async putBlob(desc: Descriptor, data: Readable): Promise<void> {
     if (this.validateLayers && layerCompression(desc.mediaType) !== undefined) {
       const v = layerValidator(`${this.name}: layer ${desc.digest}`);
-      data.on('error', (err) => v.stream.destroy(err));
-      await this.layout.writeBlob(data.pipe(v.stream), { digest: desc.digest, size: desc.size });
+      await this.layout.writeBlob(data, { digest: desc.digest, size: desc.size }, { through: v.stream });
     } else {
       await this.layout.writeBlob(data, { digest: desc.digest, size: desc.size });
     }

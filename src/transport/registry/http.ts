@@ -41,6 +41,9 @@ export function httpRequest(req: HttpRequest): Promise<HttpResponse> {
             cb(null, chunk);
           },
         });
+        // The caller reads (or discards) the body later: keep an early error from going unhandled;
+        // reading it still fails with that error.
+        body.on('error', () => undefined);
         res.on('error', (err) => body.destroy(err));
         res.on('aborted', () => body.destroy(new Error('connection closed mid-response')));
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res.pipe(body) });
