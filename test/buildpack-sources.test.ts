@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -33,6 +34,16 @@ describe('buildpack sources', () => {
     const tgz = join(dir, 'bp.tgz');
     execFileSync('tar', ['czf', tgz, '-C', join(bp, '..'), bp.split('/').pop()!]);
     expect(await buildWith(tgz)).toEqual([{ name: 'Packed', url: tgz, version: '2.0.0' }]);
+    // The same tarball over HTTP (a server on loopback stands in for a buildpack registry).
+    const bytes = await readFile(tgz);
+    const server = createServer((req, res) => (req.url === '/bp.tgz' ? res.end(bytes) : res.writeHead(404).end()));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/bp.tgz`;
+      expect(await buildWith(url)).toEqual([{ name: 'Packed', url, version: '2.0.0' }]);
+    } finally {
+      server.close();
+    }
   });
 
   it('takes a git URL with #ref, recording the commit', async () => {

@@ -1,6 +1,6 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, inject, it } from 'vitest';
@@ -92,6 +92,16 @@ describe('the nodejs buildpack on a real Debian stack', () => {
     const b = JSON.parse(second.stdout) as BuildJson;
     expect(b.slug.digest).toBe(a.slug.digest);
     expect(b.release.version).toBe(a.release.version + 1);
+
+    // NODEJS_TARBALL: a configured Node.js tarball instead of the registry (here, the cached 22.x
+    // repacked into the app's build cache, where the build container sees it).
+    const cache = join(home, 'builds', 'web', 'cache');
+    const cached = (await readdir(join(cache, 'node'))).find((d) => /^v22\./.test(d))!;
+    execFileSync('tar', ['czf', join(cache, 'configured-node.tgz'), '-C', join(cache, 'node'), cached]);
+    await ok(slipway(home, ['config', 'set', 'web', 'NODEJS_TARBALL=/workspace/cache/configured-node.tgz']));
+    const configured = await ok(slipway(home, ['build', EXAMPLE, '--app', 'web', '--runtime', 'container', '--stack', 'bookworm@v1']));
+    expect(configured.stdout).toMatch(/node v22\.\d+\.\d+ from the slug/);
+    expect(configured.stdout).not.toMatch(/engines.node resolves/);
   }, 300_000);
 
   it('names the packages a stack lacks', async () => {
