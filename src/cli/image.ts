@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { copyImage } from '../copy.js';
 import { imageStorePath } from '../home.js';
-import { inspectImage } from '../inspect.js';
+import { inspectImage, readSmallBlob, resolvePlatform } from '../inspect.js';
+import { SlipwayError } from '../errors.js';
 import { unpackImage } from '../unpack.js';
 import { shortDigest } from '../oci/digest.js';
 import { parsePlatform } from '../oci/platform.js';
@@ -80,7 +81,6 @@ export function registerImageCommands(program: Command, globals: () => Globals):
         if (o.raw) {
           const top = await src.getManifest();
           if (o.config) {
-            const { resolvePlatform, readSmallBlob } = await import('../inspect.js');
             const m = await resolvePlatform(src, top, o.platform ? parsePlatform(o.platform) : undefined);
             process.stdout.write(await readSmallBlob(src, m.manifest.config));
           } else process.stdout.write(top.bytes);
@@ -166,7 +166,6 @@ export function registerImageCommands(program: Command, globals: () => Globals):
       const layout = await OciLayout.open(imageStorePath(g.home), { create: true });
       const name = ref.includes(':') ? ref : `${ref}:latest`;
       if (!(await layout.untag(name))) {
-        const { SlipwayError } = await import('../errors.js');
         throw new SlipwayError(`local store: no image "${name}"`, { hint: 'see slipway image ls' });
       }
       print(g, { removed: name }, `untagged ${name}`);
