@@ -52,6 +52,13 @@ describe('rebase, the pure function', () => {
     expect(r.manifest.annotations).toBeUndefined();
   });
 
+  it('takes history re-printed by another tool as the same (umoci writes …00Z for …00.000Z), not a changed one', () => {
+    const stamped = (parts: ImageParts, created: string, extra = {}): ImageParts => ({ ...parts, config: { ...parts.config, history: parts.config.history!.map((h) => ({ ...h, created, ...extra })) } });
+    const base = stamped(oldBase, '1980-01-01T00:00:00.000Z', { empty_layer: false });
+    expect(rebase(stamped(app, '1980-01-01T00:00:00Z'), base, newBase).appLayers.map((l) => l.digest)).toEqual([d('app')]);
+    expect(() => rebase(stamped(app, '1980-01-01T00:00:01Z'), base, newBase)).toThrow(/history entry 1 differs/);
+  });
+
   it('refuses a mismatched old base, a tampered diff_id, another platform', () => {
     expect(() => rebase(app, img(['other1', 'other2']), newBase)).toThrow(/layer 1 is sha256:.*the old base has sha256:.*not built on that base/);
     const tampered = img(['base1', 'base2', 'app'], { diffIds: ['base1', 'evil', 'app'] });

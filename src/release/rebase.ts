@@ -39,8 +39,19 @@ function inFamily(layer: Descriptor, manifestType: string): Descriptor {
 
 const platformOf = (c: ImageConfig): string => formatPlatform({ os: c.os, architecture: c.architecture, ...(c.variant ? { variant: c.variant } : {}) });
 
+/**
+ * History entries compared by meaning: tools that rewrite a config (umoci, Go's encoder) re-print
+ * `created` (`…00.000Z` becomes `…00Z`) and drop `empty_layer: false`, which is the same entry.
+ */
 function sameHistory(a: HistoryEntry, b: HistoryEntry): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  const norm = (h: HistoryEntry): string => JSON.stringify({
+    created: h.created === undefined ? undefined : Date.parse(h.created),
+    created_by: h.created_by,
+    author: h.author,
+    comment: h.comment,
+    empty_layer: h.empty_layer === true,
+  });
+  return norm(a) === norm(b);
 }
 
 /**
