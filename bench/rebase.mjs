@@ -31,6 +31,8 @@ function sh(cmd, args, extraEnv = {}) {
   return { seconds: Number(process.hrtime.bigint() - started) / 1e9, stdout: r.stdout };
 }
 const slipway = (...args) => sh(process.execPath, [BIN, ...args]);
+// The example app is built on a second host, so the fleet host holds only the 200 apps.
+const builder = (...args) => sh(process.execPath, [BIN, ...args], { SLIPWAY_HOME: join(work, 'builder') });
 
 async function registry(name) {
   const dir = join(work, name);
@@ -62,15 +64,17 @@ const reg = await registry('reg');
 const other = await registry('other');
 try {
   const rootfs = process.env.SLIPWAY_BENCH_ROOTFS;
-  if (rootfs) slipway('-q', 'stack', 'import', 'bookworm', `dir:${rootfs}`);
-  else slipway('-q', 'stack', 'bootstrap', 'bookworm', '--include', 'ca-certificates,curl,libatomic1');
+  if (rootfs) builder('-q', 'stack', 'import', 'bookworm', `dir:${rootfs}`);
+  else builder('-q', 'stack', 'bootstrap', 'bookworm', '--include', 'ca-certificates,curl,libatomic1');
+  const layout = join(work, 'images');
+  builder('-q', 'image', 'copy', `stacks/bookworm:${JSON.parse(builder('--json', 'stack', 'inspect', 'bookworm').stdout).digest.slice(7)}`, `oci:${layout}:stack`);
+  slipway('-q', 'stack', 'import', 'bookworm', `oci:${layout}:stack`);
   // The fleet: every app runs the example app's slug (released through `slug pull`, as a second host
   // would) and its image carries one more small layer of its own (added by umoci, not by Slipway).
   log(`building the example app and making ${APPS} app images (stack + example slug + a distinct layer)...`);
-  slipway('-q', 'build', EXAMPLE, '--app', 'example');
-  const layout = join(work, 'images');
-  slipway('-q', 'slug', 'push', 'example', `oci:${layout}:slug`);
-  slipway('-q', 'export', 'example', `oci:${layout}:example`);
+  builder('-q', 'build', EXAMPLE, '--app', 'example');
+  builder('-q', 'slug', 'push', 'example', `oci:${layout}:slug`);
+  builder('-q', 'export', 'example', `oci:${layout}:example`);
   await mkdir(join(work, 'ids'));
   for (let i = 0; i < APPS; i++) {
     const name = appName(i);
@@ -84,7 +88,7 @@ try {
   // The patched stack: one changed file, as a security update would be.
   const patched = join(work, 'patched');
   const v1 = JSON.parse(slipway('--json', 'stack', 'inspect', 'bookworm').stdout).digest.slice(7);
-  sh('cp', ['-a', rootfs ?? join(work, 'home', 'stacks', v1, 'rootfs'), patched]);
+  sh('cp', ['-a', rootfs ?? join(work, 'builder', 'stacks', v1, 'rootfs'), patched]);
   await writeFile(join(patched, 'etc', 'slipway-patch'), 'CVE-2014-0160 fixed\n');
   slipway('-q', 'stack', 'import', 'bookworm', `dir:${patched}`);
 

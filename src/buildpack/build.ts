@@ -9,10 +9,16 @@ import { SlipwayError } from '../errors.js';
 import { getApp } from '../release/apps.js';
 import { currentRelease, releaseSlug, type Release } from '../release/releases.js';
 import { parseProcfile, type ProcessTypes } from '../slug/procfile.js';
-import { createSlug, type BuildpackUsed, type Slug } from '../slug/slug.js';
+import { createSlug, slugTag, type BuildpackUsed, type Slug } from '../slug/slug.js';
+import type { Restrictions } from '../restrictions/document.js';
+import { judge, refuseIfDenied } from '../restrictions/enforce.js';
+import { FactsCache } from '../restrictions/layer-facts.js';
+import { slugSubject } from '../restrictions/subject.js';
 import type { Stack } from '../stack/stacks.js';
 import type { Db } from '../store/db.js';
 import { processAlive } from '../store/lock.js';
+import { OciLayout } from '../store/layout.js';
+import { imageStorePath } from '../home.js';
 import { debug } from '../debug.js';
 import { slugignoreMatcher } from './slugignore.js';
 import { BUILTIN_BUILDPACKS, fetchBuildpack, type FetchedBuildpack } from './source.js';
@@ -47,6 +53,8 @@ export interface BuildOptions {
   runtime: (dirs: BuildDirs) => Promise<BuildRuntime>;
   /** Every output line, as Heroku prints it (headers start with "-----> "). */
   out: (line: string) => void;
+  /** When set, the slug is judged before it is released; a deny leaves no release. */
+  restrictions?: Restrictions | undefined;
 }
 
 export interface BuildResult {
@@ -261,6 +269,17 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     debug('build', () => 'slug: packing');
     const slug = await createSlug(home, app.name, dirs.app, { processTypes, buildpacks: used, stack: { name: opts.stack.name, digest: opts.stack.digest } });
     say(indent(`Done: ${(slug.metadata.size.compressed / 1e6).toFixed(1)}M (${slug.digest.slice(0, 19)})`));
+    if (opts.restrictions) {
+      const report = await judge(opts.restrictions, await slugSubject(home, app.name, slug.digest, { cache: new FactsCache(home) }, slug.metadata), db, home);
+      say(header(`Checking restrictions ${report.restrictions}: ${report.verdict}`));
+      try {
+        refuseIfDenied(report, `build of ${app.name}`, (text) => say(text.trimEnd()));
+      } catch (err) {
+        // No release, and the refused slug is not kept tagged (a gc reclaims its blobs).
+        await (await OciLayout.open(imageStorePath(home), { create: false })).untag(slugTag(app.name, slug.digest));
+        throw err;
+      }
+    }
     const release = releaseSlug(db, app.name, slug.digest, opts.stack, `Deploy ${slug.digest.slice(7, 14)}`);
     say(header(`Released v${release.version}`));
     return { release, slug, log: dirs.log, seconds: (Date.now() - started) / 1000 };

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import { restrictionsFor } from './check.js';
 import { build, type BuildDirs } from '../buildpack/build.js';
 import type { BuildRuntime } from '../buildpack/step.js';
 import { SlipwayError, UsageError } from '../errors.js';
@@ -62,7 +63,8 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
     .option('-s, --stack <stack>', 'stack NAME or NAME@vN (default: the default stack)')
     .option('-b, --buildpack <spec>', 'buildpack: built-in name, dir, .tgz file or URL, git URL[#ref] (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--runtime <kind>', 'where buildpack steps run: container, process or auto', 'auto')
-    .action(async (src: string, o: { app: string; stack?: string; buildpack: string[]; runtime: string }) => {
+    .option('-r, --restrictions <file|preset>', 'judge the slug against this document (default: the host\'s, if set)')
+    .action(async (src: string, o: { app: string; stack?: string; buildpack: string[]; runtime: string; restrictions?: string }) => {
       const g = globals();
       if (!['auto', 'container', 'process'].includes(o.runtime)) throw new UsageError(`--runtime ${o.runtime}: use container, process or auto`);
       checkAppName(o.app);
@@ -76,6 +78,7 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
           source: src,
           stack,
           buildpacks: o.buildpack,
+          restrictions: restrictionsFor(g.home, o.restrictions),
           runtime: buildRuntimeFactory(g.home, stack, o.runtime, (s) => process.stderr.write(`${s}\n`)),
           out: (line) => {
             if (!quiet) process.stdout.write(`${line}\n`);

@@ -7,6 +7,7 @@ import { registerAppCommands } from './apps.js';
 import { registerSlugCommands } from './slug.js';
 import { registerExportCommand } from './export.js';
 import { registerRebaseCommand } from './rebase.js';
+import { registerCheckCommands } from './check.js';
 
 export interface Globals {
   json: boolean;
@@ -34,12 +35,14 @@ export async function main(argv: string[]): Promise<number> {
   registerSlugCommands(program, globals);
   registerExportCommand(program, globals);
   registerRebaseCommand(program, globals);
+  registerCheckCommands(program, globals);
   for (const c of program.commands) c.exitOverride().showHelpAfterError();
   for (const c of program.commands.flatMap((c) => c.commands)) c.exitOverride();
 
   try {
     await program.parseAsync(argv);
-    return 0;
+    // A command may end in a verdict rather than an error (check's deny is exit 1).
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;

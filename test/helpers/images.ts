@@ -33,7 +33,18 @@ export interface MadeImage {
  * Writes a one-platform image into an OCI layout from layer blobs given as bytes
  * (gzip applied unless `raw`), tags it, and returns its descriptors.
  */
-export async function writeImage(dir: string, tag: string, layerTars: Buffer[], opts: { raw?: boolean; diffIds?: Digest[]; arch?: string; history?: string[] } = {}): Promise<MadeImage> {
+export interface ImageOptions {
+  raw?: boolean;
+  diffIds?: Digest[];
+  arch?: string;
+  variant?: string;
+  history?: string[];
+  /** Merged over the default container config ({ Cmd: ['/bin/sh'] }). */
+  config?: Record<string, unknown>;
+  annotations?: Record<string, string>;
+}
+
+export async function writeImage(dir: string, tag: string, layerTars: Buffer[], opts: ImageOptions = {}): Promise<MadeImage> {
   const layout = await OciLayout.open(dir, { create: true });
   const layers: Descriptor[] = [];
   for (const tar of layerTars) {
@@ -45,13 +56,14 @@ export async function writeImage(dir: string, tag: string, layerTars: Buffer[], 
   const cfg = encodeJson({
     architecture: opts.arch ?? 'amd64',
     os: 'linux',
-    config: { Cmd: ['/bin/sh'] },
+    ...(opts.variant && { variant: opts.variant }),
+    config: { Cmd: ['/bin/sh'], ...opts.config },
     rootfs: { type: 'layers', diff_ids: opts.diffIds ?? layerTars.map((t) => digestOf(t)) },
     ...(opts.history && { history: opts.history.map((h) => ({ created_by: h })) }),
   });
   const config: Descriptor = { mediaType: MediaType.ociConfig, digest: digestOf(cfg), size: cfg.length };
   await layout.writeBlob(Readable.from([cfg]), { digest: config.digest, size: cfg.length });
-  const m = encodeJson({ schemaVersion: 2, mediaType: MediaType.ociManifest, config, layers });
+  const m = encodeJson({ schemaVersion: 2, mediaType: MediaType.ociManifest, config, layers, ...(opts.annotations && { annotations: opts.annotations }) });
   const manifest: Descriptor = { mediaType: MediaType.ociManifest, digest: digestOf(m), size: m.length };
   await layout.writeBlob(Readable.from([m]), { digest: manifest.digest, size: m.length });
   await layout.tag(manifest, tag);

@@ -1,0 +1,124 @@
+/**
+ * What the evaluator needs to know about one layer, read in one streaming pass (no unpack):
+ * every path, the entries any file rule could care about, whiteouts, the uncompressed size, and
+ * the few small files that decide verdicts (/etc/passwd, /etc/group, /app/app.json). Facts depend
+ * only on the layer's bytes, so they are cached by layer digest: re-checking a rebased image reads
+ * only the layers it has not seen.
+ */
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { PassThrough } from 'node:stream';
+import { hexOf, VerifyingStream, type Digest } from '../oci/digest.js';
+import { decompress } from '../oci/compression.js';
+import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from '../oci/tar/extract.js';
+import type { EntryType } from '../oci/tar/header.js';
+import { limitsFromEnv, readTar } from '../oci/tar/reader.js';
+import type { Descriptor } from '../oci/types.js';
+import { writeFileAtomic } from '../store/atomic.js';
+import type { ImageSource } from '../transport/types.js';
+
+/** Bump when the facts' shape or meaning changes: old cache entries are then ignored. */
+const FACTS_VERSION = 1;
+/** Small files whose content rules read. */
+export const CAPTURED = ['etc/passwd', 'etc/group', 'app/app.json'] as const;
+const MAX_CAPTURE = 1024 * 1024;
+
+export interface FileFact {
+  path: string;
+  type: EntryType;
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Carries a security.capability xattr. */
+  cap?: true;
+}
+
+export interface LayerFacts {
+  version: number;
+  digest: string;
+  uncompressedSize: number;
+  entries: number;
+  /** Every path the layer puts in place (whiteouts excluded); directories end with '/'. */
+  paths: string[];
+  /** Entries that are special (setuid/setgid, caps, devices, world-writable) or not owned by root. */
+  notable: FileFact[];
+  /** Paths this layer deletes from lower layers, and directories it makes opaque. */
+  whiteouts: string[];
+  opaque: string[];
+  captured: Partial<Record<(typeof CAPTURED)[number], string>>;
+}
+
+function isNotable(f: FileFact): boolean {
+  return (f.mode & 0o6000) !== 0 || f.cap === true || f.type === 'char' || f.type === 'block' || f.type === 'fifo'
+    || (f.type !== 'symlink' && (f.mode & 0o002) !== 0) || f.uid !== 0 || f.gid !== 0;
+}
+
+/** Reads one layer blob as a stream, verified against its digest, into facts. */
+export async function scanLayer(src: ImageSource, desc: Descriptor, where: string): Promise<LayerFacts> {
+  const facts: LayerFacts = { version: FACTS_VERSION, digest: desc.digest, uncompressedSize: 0, entries: 0, paths: [], notable: [], whiteouts: [], opaque: [], captured: {} };
+  const blob = await src.getBlob(desc);
+  const verify = new VerifyingStream(desc.digest as Digest, desc.size, where);
+  const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+  const flowing = pipeline(blob, verify, out);
+  const reading = (async () => {
+    for await (const entry of readTar(decompress(out, where), where, limitsFromEnv())) {
+      const h = entry.header;
+      facts.entries++;
+      facts.uncompressedSize += h.size;
+      const slash = h.path.lastIndexOf('/');
+      const base = h.path.slice(slash + 1);
+      if (base.startsWith(WHITEOUT_PREFIX)) {
+        const dir = h.path.slice(0, slash + 1);
+        if (base === OPAQUE_WHITEOUT) facts.opaque.push(dir.slice(0, -1));
+        else facts.whiteouts.push(dir + base.slice(WHITEOUT_PREFIX.length));
+        continue;
+      }
+      facts.paths.push(h.type === 'dir' ? `${h.path}/` : h.path);
+      const f: FileFact = { path: h.path, type: h.type, mode: h.mode, uid: h.uid, gid: h.gid };
+      if (h.xattrs?.['security.capability']) f.cap = true;
+      if (isNotable(f)) facts.notable.push(f);
+      if (h.type === 'file' && h.size <= MAX_CAPTURE && (CAPTURED as readonly string[]).includes(h.path)) {
+        const chunks: Buffer[] = [];
+        for await (const c of entry.body) chunks.push(c);
+        facts.captured[h.path as (typeof CAPTURED)[number]] = Buffer.concat(chunks).toString('utf8');
+      }
+    }
+  })();
+  // Both must finish: the reader judges the content, the pipeline proves it is the digest's.
+  const [piped, read] = await Promise.allSettled([flowing, reading]);
+  if (read.status === 'rejected') {
+    out.destroy();
+    throw read.reason;
+  }
+  if (piped.status === 'rejected') throw piped.reason;
+  return facts;
+}
+
+/** Layer facts cached by digest under $SLIPWAY_HOME/cache/layer-facts. */
+export class FactsCache {
+  private readonly dir: string;
+  hits = 0;
+  misses = 0;
+
+  constructor(home: string) {
+    this.dir = join(home, 'cache', 'layer-facts');
+  }
+
+  get(digest: string): LayerFacts | undefined {
+    try {
+      const facts = JSON.parse(readFileSync(join(this.dir, `${hexOf(digest as Digest)}.json`), 'utf8')) as LayerFacts;
+      if (facts.version !== FACTS_VERSION || facts.digest !== digest) return undefined;
+      this.hits++;
+      return facts;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async put(facts: LayerFacts): Promise<void> {
+    this.misses++;
+    mkdirSync(this.dir, { recursive: true });
+    await writeFileAtomic(join(this.dir, `${hexOf(facts.digest as Digest)}.json`), JSON.stringify(facts));
+  }
+}
