@@ -243,7 +243,7 @@ describe('slipway check, the command', () => {
     expect(good.code).toBe(0);
     expect(good.stdout).toMatch(/ALLOW/);
     const text = await slipway(home, ['check', `oci:${dir}:bad`, ...k8s]);
-    expect(text.stdout).toMatch(/deny  files.setuid: 1 finding\n  \/usr\/bin\/evil, layer 1: setuid file owned by root \(mode 4755\)\n  fix: /);
+    expect(text.stdout).toMatch(/deny {2}files.setuid: 1 finding\n {2}\/usr\/bin\/evil, layer 1: setuid file owned by root \(mode 4755\)\n {2}fix: /);
     expect(text.stdout).toMatch(/1 denied, 0 warnings/);
     const err = await slipway(home, ['check', `oci:${dir}:missing`, ...k8s]);
     expect(err.code).toBe(2);
