@@ -265,3 +265,69 @@ describe('slipway check, the command', () => {
     expect(sarif.runs[0]!.results.map((x) => [x.ruleId, x.level])).toContainEqual(['files.setuid', 'error']);
   });
 });
+
+describe('enforcement at build and export, and base.allowed on this host\'s stacks', () => {
+  it('build refuses a slug the host restrictions deny and leaves no release; export refuses a denied release', async () => {
+    const home = await tempDir();
+    await ok(slipway(home, ['-q', 'stack', 'import', 'tiny', `dir:${await busyboxRootfs()}`]));
+    const src = await tempDir();
+    await writeFile(join(src, 'Procfile'), 'web: httpd -f -p $PORT\n');
+    await writeFile(join(src, 'app.json'), JSON.stringify({ name: 'x', requirements: { privileged: true } }));
+    await ok(slipway(home, ['restrictions', 'set', 'heroku-like']));
+    expect((await ok(slipway(home, ['restrictions', 'show']))).stdout).toMatch(/name: heroku-like/);
+    const refused = await slipway(home, ['build', src, '--app', 'web', '--runtime', 'process']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/build of web refused by restrictions heroku-like:[\s\S]*privileges.privileged: 1 finding[\s\S]*app.json requests privileged mode/);
+    expect(JSON.parse((await ok(slipway(home, ['--json', 'releases', 'web']))).stdout)).toEqual([]);
+
+    await writeFile(join(src, 'app.json'), JSON.stringify({ name: 'x' }));
+    await ok(slipway(home, ['-q', 'build', src, '--app', 'web', '--runtime', 'process']));
+    // A setuid file made by a buildpack is in the slug: a stricter document refuses it.
+    const suid = await tempDir();
+    await writeFile(join(suid, 'Procfile'), 'web: ./run\n');
+    await writeFile(join(suid, 'run'), '#!/bin/sh\n');
+    await chmod(join(suid, 'run'), 0o4755);
+    const k8s = await slipway(home, ['build', suid, '--app', 'suid', '--runtime', 'process', '-r', 'kubernetes-restricted']);
+    expect([k8s.code, k8s.stderr]).toEqual([1, expect.stringMatching(/\/app\/run, layer 0: setuid file owned by uid 1000/)]);
+
+    const env = join(home, 'env.yaml');
+    await writeFile(env, 'apiVersion: slipway/v1\nkind: Restrictions\nmetadata: {name: no-preload}\nrules:\n  process.env: {severity: deny, forbidden: [LD_*]}\n');
+    await ok(slipway(home, ['restrictions', 'set', env]));
+    await ok(slipway(home, ['-q', 'config', 'set', 'web', 'LD_PRELOAD=/tmp/x.so']));
+    const out = join(await tempDir(), 'img');
+    const exp = await slipway(home, ['export', 'web', `oci:${out}:web`]);
+    expect([exp.code, exp.stderr]).toEqual([1, expect.stringMatching(/export of web v2 refused[\s\S]*environment sets LD_PRELOAD/)]);
+    await ok(slipway(home, ['-q', 'config', 'unset', 'web', 'LD_PRELOAD']));
+    await ok(slipway(home, ['-q', 'export', 'web', `oci:${out}:web`]));
+  });
+
+  it('base.allowed matches by the stack\'s layer digests and follows a rebase onto a new version', async () => {
+    const home = await tempDir();
+    const v1 = await busyboxRootfs();
+    await ok(slipway(home, ['-q', 'stack', 'import', 'tiny', `dir:${v1}`]));
+    const other = await busyboxRootfs();
+    await writeFile(join(other, 'etc/other'), 'x\n');
+    await ok(slipway(home, ['-q', 'stack', 'import', 'other', `dir:${other}`]));
+    const src = await tempDir();
+    await writeFile(join(src, 'Procfile'), 'web: httpd -f -p $PORT\n');
+    await ok(slipway(home, ['-q', 'build', src, '--app', 'app-a', '--stack', 'tiny', '--runtime', 'process']));
+    await ok(slipway(home, ['-q', 'build', src, '--app', 'app-b', '--stack', 'other', '--runtime', 'process']));
+    const policy = join(home, 'p.yaml');
+    await writeFile(policy, 'apiVersion: slipway/v1\nkind: Restrictions\nmetadata: {name: tiny-only}\nrules:\n  base.allowed: {severity: deny, stacks: [tiny]}\n');
+    expect((await slipway(home, ['check', 'app-a', '-r', policy])).code).toBe(0);
+    const b = await slipway(home, ['check', 'app-b', '-r', policy, '--format', 'json']);
+    expect(b.code).toBe(1);
+    expect(JSON.parse(b.stdout).findings[0].message).toMatch(/match no allowed stack \(allowed: tiny@v1\)/);
+    // An exported image under any name is still judged by its layers.
+    const dir = await tempDir();
+    await ok(slipway(home, ['-q', 'export', 'app-a', `oci:${dir}:myregistry.io.evil.com`]));
+    expect((await slipway(home, ['check', `oci:${dir}:myregistry.io.evil.com`, '-r', policy])).code).toBe(0);
+    // A patched tiny: the fleet rebase moves a onto v2, still allowed.
+    await writeFile(join(v1, 'etc/patched'), 'yes\n');
+    await ok(slipway(home, ['-q', 'stack', 'import', 'tiny', `dir:${v1}`]));
+    await ok(slipway(home, ['-q', 'rebase', '--all', '--stack', 'tiny']));
+    const after = await slipway(home, ['check', 'app-a', '-r', policy, '--format', 'json']);
+    expect([after.code, JSON.parse(after.stdout).verdict]).toEqual([0, 'allow']);
+    expect((await slipway(home, ['check', 'slug:app-b', '-r', policy])).code).toBe(1);
+  });
+});
