@@ -1,6 +1,6 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import Ajv from 'ajv';
+import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { parseRestrictions, RULE_IDS } from '../src/restrictions/document.js';
 import { PUBLISHED_SCHEMAS, schemaText } from '../src/restrictions/schemas.js';

@@ -11,6 +11,7 @@ import { appDirSubject, imageSubject } from '../src/restrictions/subject.js';
 import { OciLayoutSource } from '../src/transport/oci-layout.js';
 import { busyboxRootfs } from './helpers/buildpacks.js';
 import { ok, run, slipway } from './helpers/cli.js';
+import { startRegistry } from './helpers/registry.js';
 import { fileEntry, header, tarOf, writeImage, type ImageOptions } from './helpers/images.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -251,13 +252,30 @@ describe('slipway check, the command', () => {
     expect([noDoc.code, noDoc.stderr]).toEqual([2, expect.stringMatching(/no restrictions to check against/)]);
   });
 
+  it('judges an image in a registry, streaming only its layers', async () => {
+    const reg = await startRegistry();
+    try {
+      const home = await tempDir();
+      const dir = await tempDir();
+      await writeImage(dir, 'bad', [await base(), await tarOf([fileEntry('usr/bin/evil', 'x', { mode: 0o4755 })])], { config: { User: 'app' } });
+      await ok(slipway(home, ['-q', 'image', 'copy', `oci:${dir}:bad`, `docker://${reg.host}/team/bad:1`]));
+      const r = await slipway(home, ['check', `docker://${reg.host}/team/bad:1`, '-r', 'kubernetes-restricted', '--format', 'json']);
+      expect(r.code).toBe(1);
+      expect((JSON.parse(r.stdout) as { findings: Finding[] }).findings.map((f) => [f.rule, f.path, f.layer])).toEqual([['files.setuid', 'usr/bin/evil', 1]]);
+    } finally {
+      await reg.stop();
+    }
+  });
+
   it('writes SARIF 2.1.0 that validates against the SARIF schema', async () => {
     const home = await tempDir();
     const dir = await tempDir();
     await writeImage(dir, 'bad', [await base(), await tarOf([fileEntry('usr/bin/evil', 'x', { mode: 0o4755 })])]);
     const r = await slipway(home, ['check', `oci:${dir}:bad`, '-r', 'kubernetes-restricted', '--format', 'sarif']);
     expect(r.code).toBe(1);
-    const { default: Ajv } = await import('ajv-draft-04');
+    // ajv-draft-04 is CommonJS: its class is the module's default export's default.
+    const mod = (await import('ajv-draft-04')) as unknown as { default: { default: new (o: object) => { compile: (s: object) => ((d: unknown) => boolean) & { errors?: unknown } } } };
+    const Ajv = mod.default.default;
     const schema = JSON.parse(readFileSync(join(process.cwd(), 'node_modules/@microsoft/jest-sarif/lib/schemas/sarif-2.1.0-rtm.5.json'), 'utf8')) as object;
     const validate = new Ajv({ strict: false, allErrors: true, unicodeRegExp: false }).compile(schema);
     const sarif = JSON.parse(r.stdout) as { runs: { results: { ruleId: string; level: string }[] }[] };

@@ -11,7 +11,7 @@ import { reportJson, reportSarif, reportText } from '../restrictions/report.js';
 import type { Subject } from '../restrictions/rules.js';
 import { hostRestrictions, hostRestrictionsPath, hostRestrictionsText, loadRestrictions, presetNames, setHostRestrictions } from '../restrictions/source.js';
 import { appDirSubject, imageSubject, releaseSubject, slugSubject, type ScanOptions } from '../restrictions/subject.js';
-import type { Db } from '../store/db.js';
+import { openDb, type Db } from '../store/db.js';
 import { openSource } from '../transport/open.js';
 import type { Globals } from './main.js';
 import { print, registryOptions, withDb } from './shared.js';
@@ -26,15 +26,15 @@ export function restrictionsFor(home: string, spec: string | undefined): Restric
 /** Reads a target into a Subject: app dir, slug:APP[@vN], APP[@vN] in the store, or any image reference. */
 type TargetOptions = ScanOptions & { platform?: string | undefined; creds?: string | undefined; insecure?: boolean | undefined };
 
-async function subjectOf(target: string, db: Db, home: string, opts: TargetOptions): Promise<Subject> {
+async function subjectOf(target: string, db: () => Db, home: string, opts: TargetOptions): Promise<Subject> {
   if (TRANSPORT.test(target)) return imageOf(target, home, opts);
   if (target.startsWith('slug:')) {
-    const rel = builtRelease(db, target.slice(5));
+    const rel = builtRelease(db(), target.slice(5));
     return slugSubject(home, rel.app, rel.slug as Digest, opts);
   }
   if (existsSync(target) && statSync(target).isDirectory()) return appDirSubject(target);
   const app = /^([^@:/]+)(@v?\d+)?$/.exec(target);
-  if (app && db.prepare('SELECT 1 FROM apps WHERE name = ?').get(app[1])) return releaseSubject(home, builtRelease(db, target), opts);
+  if (app && db().prepare('SELECT 1 FROM apps WHERE name = ?').get(app[1])) return releaseSubject(home, builtRelease(db(), target), opts);
   return imageOf(target, home, opts);
 }
 
@@ -66,7 +66,10 @@ export function registerCheckCommands(program: Command, globals: () => Globals):
       try {
         const doc = restrictionsFor(g.home, o.restrictions);
         if (!doc) throw new SlipwayError('no restrictions to check against', { hint: `give --restrictions FILE or a preset (${presetNames().join(', ')}), or set a host default with slipway restrictions set` });
-        const report = await withDb(g, async (db) => {
+        // The metadata database only when the target or base.allowed needs it (it costs memory).
+        let opened: Db | undefined;
+        const db = (): Db => (opened ??= openDb(g.home));
+        const report = await (async () => {
           const verbose = !g.quiet && format === 'text' && process.stderr.isTTY;
           const subject = await subjectOf(target, db, g.home, {
             platform: o.platform,
@@ -75,8 +78,8 @@ export function registerCheckCommands(program: Command, globals: () => Globals):
             ...(o.cache && { cache: new FactsCache(g.home) }),
             onLayer: (i, digest, cached) => void (verbose && process.stderr.write(`layer ${i} ${digest.slice(0, 19)} ${cached ? 'from cache' : 'read'}\n`)),
           });
-          return judge(doc, subject, db, g.home);
-        });
+          return judge(doc, subject, doc.rules['base.allowed']?.stacks?.length ? db() : undefined, g.home);
+        })().finally(() => opened?.close());
         if (format === 'json') process.stdout.write(`${JSON.stringify(reportJson(report), null, 2)}\n`);
         else if (format === 'sarif') process.stdout.write(`${JSON.stringify(reportSarif(report, program.version() ?? '0'), null, 2)}\n`);
         else process.stdout.write(reportText(report));

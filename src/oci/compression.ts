@@ -49,7 +49,7 @@ class ZstdStream extends Transform {
  * archives label plain tars as gzip). Errors name the layer and say it is truncated
  * or corrupt instead of zlib's terse codes.
  */
-export async function* decompress(source: AsyncIterable<Buffer | Uint8Array>, where: string): AsyncGenerator<Buffer> {
+export async function* decompress(source: AsyncIterable<Buffer | Uint8Array>, where: string, opts: { chunkSize?: number } = {}): AsyncGenerator<Buffer> {
   const it = source[Symbol.asyncIterator]();
   let first = await it.next();
   while (!first.done && first.value.length < 4) {
@@ -72,9 +72,10 @@ export async function* decompress(source: AsyncIterable<Buffer | Uint8Array>, wh
     yield* rest;
     return;
   }
-  const inflater = kind === 'gzip' ? createGunzip({ chunkSize: 128 * 1024 }) : new ZstdStream();
+  const inflater = kind === 'gzip' ? createGunzip({ chunkSize: opts.chunkSize ?? 128 * 1024 }) : new ZstdStream();
   // pipeline, not pipe: a failing source must fail the inflater too.
-  pipeline(Readable.from(rest), inflater).catch(() => undefined);
+  // Two chunks in flight, not the default sixteen: with 1 MiB reads that is 16 MiB per layer.
+  pipeline(Readable.from(rest, { highWaterMark: 2 }), inflater).catch(() => undefined);
   try {
     for await (const chunk of inflater) yield chunk as Buffer;
   } catch (err) {

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { loadSqlite } from '../native.js';
 import { SlipwayError } from '../errors.js';
 
 /**
@@ -42,7 +43,7 @@ export function openDb(home: string): Db {
   const path = join(home, 'slipway.db');
   let db: Db;
   try {
-    db = new Database(path);
+    db = new (loadSqlite())(path);
   } catch (err) {
     throw new SlipwayError(`${path}: cannot open the metadata database (${(err as Error).message})`);
   }

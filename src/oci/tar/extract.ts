@@ -18,7 +18,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { setAttributeSync } from 'fs-xattr';
+import { loadXattr } from '../../native.js';
 import { UnsafeArchiveError } from '../../errors.js';
 import type { TarHeader } from './header.js';
 import { limitsFromEnv, readTar, type TarLimits } from './reader.js';
@@ -197,7 +197,7 @@ function applyMetadata(dest: string, h: TarHeader, preserveOwners: boolean, stat
     chmodSync(dest, h.mode);
     for (const [name, value] of Object.entries(h.xattrs ?? {})) {
       try {
-        setAttributeSync(dest, name, value);
+        loadXattr().setAttributeSync(dest, name, value);
       } catch (err) {
         // Unprivileged extraction cannot set security.* or trusted.*: report it and go on.
         const code = (err as NodeJS.ErrnoException).code;

@@ -1,6 +1,6 @@
 import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync } from 'node:fs';
 import { join } from 'node:path';
-import { getAttributeSync, listAttributesSync } from 'fs-xattr';
+import { loadXattr } from '../../native.js';
 import { SlipwayError } from '../../errors.js';
 import type { EntryType, TarHeader } from './header.js';
 import type { WriteEntry } from './writer.js';
@@ -51,13 +51,13 @@ function kindOf(mode: number): EntryType | undefined {
 function readXattrs(path: string): Record<string, Buffer> | undefined {
   let names: string[];
   try {
-    names = listAttributesSync(path);
+    names = loadXattr().listAttributesSync(path);
   } catch {
     return undefined; // filesystem without xattr support
   }
   const out: Record<string, Buffer> = {};
   for (const name of names.filter((n) => !IGNORED_XATTRS.has(n)).sort()) {
-    out[name] = getAttributeSync(path, name);
+    out[name] = loadXattr().getAttributeSync(path, name);
   }
   return Object.keys(out).length > 0 ? out : undefined;
 }
