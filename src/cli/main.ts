@@ -8,6 +8,7 @@ import { registerSlugCommands } from './slug.js';
 import { registerExportCommand } from './export.js';
 import { registerRebaseCommand } from './rebase.js';
 import { registerCheckCommands } from './check.js';
+import { registerDynoCommands } from './dynos.js';
 
 export interface Globals {
   json: boolean;
@@ -36,6 +37,7 @@ export async function main(argv: string[]): Promise<number> {
   registerExportCommand(program, globals);
   registerRebaseCommand(program, globals);
   registerCheckCommands(program, globals);
+  registerDynoCommands(program, globals);
   for (const c of program.commands) c.exitOverride().showHelpAfterError();
   for (const c of program.commands.flatMap((c) => c.commands)) c.exitOverride();
 

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -19,7 +20,7 @@ export async function unpackedStack(home: string, stack: Stack): Promise<string>
   const dir = join(home, 'stacks', hexOf(stack.digest as Digest));
   const rootfs = join(dir, 'rootfs');
   if (existsSync(rootfs)) return rootfs;
-  const tmp = join(home, 'stacks', `.tmp-${process.pid}-${Date.now()}`);
+  const tmp = join(home, 'stacks', `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   await mkdir(tmp, { recursive: true });
   try {
     const src = await OciLayoutSource.open(`stack ${stack.name}@v${stack.version}`, imageStorePath(home), stackTag(stack.name, stack.digest));

@@ -36,6 +36,14 @@ const MIGRATIONS: string[] = [
      created_at TEXT NOT NULL,
      PRIMARY KEY (app, version)
    );`,
+  // The runtime: formations (process type -> count) and the host uid range of each app's dynos.
+  `CREATE TABLE formations (
+     app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+     type TEXT NOT NULL,
+     quantity INTEGER NOT NULL CHECK (quantity >= 0),
+     PRIMARY KEY (app, type)
+   );
+   CREATE TABLE uid_ranges (app TEXT PRIMARY KEY REFERENCES apps(name) ON DELETE CASCADE, base INTEGER NOT NULL UNIQUE);`,
 ];
 
 export function openDb(home: string): Db {

@@ -34,6 +34,8 @@ export interface ExtractOptions {
   preserveOwners?: boolean;
   /** Device nodes and FIFOs: create them (needs root) or skip them. Default: create when root. */
   devices?: 'create' | 'skip';
+  /** Added to every owner (with preserveOwners): a tree for a user namespace whose root is that host uid. */
+  idShift?: number;
   /** Apply whiteouts (layer on top of lower layers). Default true. */
   whiteouts?: boolean;
 }
@@ -78,6 +80,7 @@ export async function extractLayer(
   opts: ExtractOptions = {},
 ): Promise<ExtractStats> {
   const preserveOwners = opts.preserveOwners ?? isRoot();
+  const shift = opts.idShift ?? 0;
   const devices = opts.devices ?? (isRoot() ? 'create' : 'skip');
   const applyWhiteouts = opts.whiteouts ?? true;
   const stats: ExtractStats = { entries: 0, bytes: 0, whiteouts: 0, skipped: [] };
@@ -182,17 +185,17 @@ export async function extractLayer(
         break;
     }
     if (h.type === 'dir') continue; // metadata applied at the end, after children exist
-    applyMetadata(dest, h, preserveOwners, stats);
+    applyMetadata(dest, h, preserveOwners, shift, stats);
   }
 
   // Deepest first, so setting a parent's mode or mtime is the last touch it gets.
-  for (const h of dirs.reverse()) applyMetadata(join(target, h.path), h, preserveOwners, stats);
+  for (const h of dirs.reverse()) applyMetadata(join(target, h.path), h, preserveOwners, shift, stats);
   return stats;
 }
 
-function applyMetadata(dest: string, h: TarHeader, preserveOwners: boolean, stats: ExtractStats): void {
+function applyMetadata(dest: string, h: TarHeader, preserveOwners: boolean, shift: number, stats: ExtractStats): void {
   // chown clears setuid bits and file capabilities, so it comes first.
-  if (preserveOwners) lchownSync(dest, h.uid, h.gid);
+  if (preserveOwners) lchownSync(dest, h.uid + shift, h.gid + shift);
   if (h.type !== 'symlink') {
     chmodSync(dest, h.mode);
     for (const [name, value] of Object.entries(h.xattrs ?? {})) {

@@ -1,0 +1,258 @@
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { SlipwayError, UsageError } from '../errors.js';
+import { formatFormation, getFormation, parseFormation, setFormation, type Formation } from '../release/formation.js';
+import { builtRelease } from '../release/releases.js';
+import { findStackByDigest } from '../stack/stacks.js';
+import { getSetting, openDb, setSetting } from '../store/db.js';
+import { callControl, controlSocket, serveControl } from '../runtime/control.js';
+import { formatLine, logFiles, parseLine, readLog, AppLog, type LogLine } from '../runtime/logs.js';
+import { openDynoRuntime, type RuntimeChoice } from '../runtime/open.js';
+import { Router } from '../runtime/router.js';
+import { Supervisor, type DynoStatus } from '../runtime/supervisor.js';
+import { checkAppName } from '../release/apps.js';
+import { restrictionsFor } from './check.js';
+import { table } from './format.js';
+import type { Globals } from './main.js';
+import { print, withDb } from './shared.js';
+
+function runtimeChoice(v: string): RuntimeChoice {
+  if (v !== 'auto' && v !== 'container' && v !== 'process') throw new UsageError(`--runtime ${v}: use container, process or auto`);
+  return v;
+}
+
+function seconds(v: string, flag: string): number {
+  if (!/^\d+(\.\d+)?$/.test(v)) throw new UsageError(`${flag} ${v}: give seconds`);
+  return Number(v) * 1000;
+}
+
+interface UpOptions {
+  scale?: string;
+  runtime: string;
+  port?: string;
+  detach?: boolean;
+  stopTimeout: string;
+  bootTimeout: string;
+  maxBackoff: string;
+  restrictions?: string;
+}
+
+/** Runs the supervisor and router in this process until stopped (Ctrl-C, slipway stop). */
+async function upForeground(g: Globals, app: string, o: UpOptions, printLogs: boolean): Promise<void> {
+  const db = openDb(g.home);
+  const rel = builtRelease(db, app);
+  const stack = findStackByDigest(db, rel.stack.digest);
+  if (!stack) throw new SlipwayError(`${app} v${rel.version} is on stack ${rel.stack.name} ${rel.stack.digest}, which is not on this host`, { hint: 'import that stack version' });
+  const log = new AppLog(g.home, app);
+  const runtime = await openDynoRuntime(g.home, db, runtimeChoice(o.runtime), stack, (s) => log.write('slipway', 'supervisor', s));
+  const router = new Router(log);
+  const wanted = o.port !== undefined ? Number(o.port) : Number(getSetting(db, `router-port:${app}`) ?? 0);
+  const port = await router.listen(wanted).catch(() => (o.port !== undefined ? Promise.reject(new SlipwayError(`port ${o.port} is taken`, { hint: 'pick another with --port' })) : router.listen(0)));
+  setSetting(db, `router-port:${app}`, String(port));
+  const sup = new Supervisor({
+    home: g.home, db, app, runtime, log, router,
+    restrictions: restrictionsFor(g.home, o.restrictions),
+    stopTimeoutMs: seconds(o.stopTimeout, '--stop-timeout'),
+    bootTimeoutMs: seconds(o.bootTimeout, '--boot-timeout'),
+    maxBackoffMs: seconds(o.maxBackoff, '--max-backoff'),
+  });
+  const unsubscribe = printLogs ? log.subscribe((l) => process.stdout.write(`${formatLine(l)}\n`)) : () => false;
+  let stopping: Promise<void> | undefined;
+  const control: { server?: Awaited<ReturnType<typeof serveControl>> } = {};
+  const stop = (): Promise<void> => (stopping ??= (async () => {
+    await sup.stop();
+    await router.close();
+    control.server?.close();
+    unsubscribe();
+    log.close();
+    db.close();
+  })());
+  mkdirSync(join(g.home, 'run'), { recursive: true });
+  control.server = await serveControl(controlSocket(g.home, app), sup, () => void stop().then(() => process.exit(0)));
+  process.once('SIGINT', () => void stop().then(() => process.exit(0)));
+  process.once('SIGTERM', () => void stop().then(() => process.exit(0)));
+  try {
+    await sup.start(o.scale ? parseFormation([o.scale]) : undefined);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const s = sup.status();
+  const msg = `${app} v${s.release} is up: http://127.0.0.1:${port} (${formatFormation(s.formation)}, ${runtime.kind} runtime)`;
+  if (printLogs) process.stderr.write(`${msg}\n`);
+  else process.stdout.write(`${JSON.stringify({ ready: true, port })}\n`);
+  await new Promise(() => undefined);
+}
+
+/** Starts `up` as a background process and returns once its dynos are up (or it failed). */
+async function upDetached(g: Globals, app: string, argv: string[]): Promise<void> {
+  const logDir = join(g.home, 'logs');
+  mkdirSync(logDir, { recursive: true });
+  const out = join(logDir, `${app}.supervisor.log`);
+  const fd = openSync(out, 'a');
+  const args = argv.slice(1).filter((a) => a !== '--detach' && a !== '-d');
+  const child = spawn(process.execPath, [...process.execArgv, ...args], { detached: true, stdio: ['ignore', 'pipe', fd], env: { ...process.env, SLIPWAY_HOME: g.home, SLIPWAY_SUPERVISOR_CHILD: '1' } });
+  const ready = await new Promise<{ port: number } | undefined>((resolve) => {
+    let text = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      text += c.toString();
+      const line = text.split('\n').find((l) => l.startsWith('{"ready"'));
+      if (line) resolve(JSON.parse(line) as { port: number });
+    });
+    child.on('exit', () => resolve(undefined));
+  });
+  if (!ready) {
+    const tail = readFileSync(out, 'utf8').split('\n').filter(Boolean).slice(-15).join('\n');
+    throw new SlipwayError(`${app} did not come up:\n${tail}`, { hint: `slipway logs ${app}` });
+  }
+  child.stdout!.destroy();
+  child.unref();
+  const s = await callControl<{ release: number; formation: Formation; runtime: string }>(controlSocket(g.home, app), 'GET', '/ps');
+  print(g, { app, port: ready.port, url: `http://127.0.0.1:${ready.port}`, ...s }, `${app} v${s.release} is up: http://127.0.0.1:${ready.port} (${formatFormation(s.formation)}, ${s.runtime} runtime)\nslipway ps ${app} · slipway logs ${app} -f · slipway stop ${app}`);
+}
+
+function psText(s: { app: string; release?: number; router: number; runtime: string; dynos: DynoStatus[] }): string {
+  const rows = s.dynos.map((d) => [d.name, d.state, `v${d.release}`, d.since.replace('T', ' ').slice(0, 19), d.command]);
+  return `=== ${s.app} v${s.release} (${s.runtime} runtime) at http://127.0.0.1:${s.router}\n${table([['DYNO', 'STATE', 'RELEASE', 'SINCE', 'COMMAND'], ...rows])}`;
+}
+
+export function registerDynoCommands(program: Command, globals: () => Globals): void {
+  program
+    .command('up')
+    .description('run the current release\'s formation and its router (foreground, or --detach)')
+    .argument('<app>')
+    .option('--scale <formation>', 'set the formation first, e.g. web=2,worker=1')
+    .option('--runtime <kind>', 'container, process or auto', 'auto')
+    .option('-p, --port <n>', 'router port (default: the app\'s last one, else a free one)')
+    .option('-d, --detach', 'run in the background and return once the dynos are up')
+    .option('--stop-timeout <s>', 'seconds from SIGTERM to SIGKILL', '30')
+    .option('--boot-timeout <s>', 'seconds a web dyno has to listen on $PORT (R10)', '60')
+    .option('--max-backoff <s>', 'longest wait before restarting a crashing dyno', '300')
+    .option('-r, --restrictions <file|preset>', 'refuse releases this document denies (default: the host\'s, if set)')
+    .action(async (app: string, o: UpOptions) => {
+      const g = globals();
+      checkAppName(app);
+      if (o.detach) return upDetached(g, app, process.argv);
+      await upForeground(g, app, o, process.env.SLIPWAY_SUPERVISOR_CHILD !== '1');
+    });
+
+  program
+    .command('ps')
+    .description('list an app\'s dynos')
+    .argument('<app>')
+    .action(async (app: string) => {
+      const g = globals();
+      try {
+        const s = await callControl<Parameters<typeof psText>[0]>(controlSocket(g.home, app), 'GET', '/ps');
+        print(g, s, psText(s));
+      } catch (err) {
+        if (!(err instanceof SlipwayError) || !/not up/.test(err.message)) throw err;
+        const f = await withDb(g, (db) => getFormation(db, app));
+        print(g, { app, up: false, formation: f, dynos: [] }, `${app} is not up (formation: ${formatFormation(f)}); start it with slipway up ${app}`);
+      }
+    });
+
+  program
+    .command('scale')
+    .description('change the formation (live when the app is up)')
+    .argument('<app>')
+    .argument('<formation...>', 'TYPE=COUNT ...')
+    .action(async (app: string, args: string[]) => {
+      const g = globals();
+      const change = parseFormation(args);
+      const sock = controlSocket(g.home, app);
+      const f = existsSync(sock)
+        ? (await callControl<{ formation: Formation }>(sock, 'POST', '/scale', { formation: change })).formation
+        : await withDb(g, (db) => setFormation(db, app, change));
+      print(g, { app, formation: f }, `${app}: ${formatFormation(f)}`);
+    });
+
+  program
+    .command('restart')
+    .description('restart all dynos, one (web.1) or one type (web)')
+    .argument('<app>')
+    .argument('[dyno]')
+    .action(async (app: string, dyno: string | undefined) => {
+      const g = globals();
+      const r = await callControl<{ restarted: string[] }>(controlSocket(g.home, app), 'POST', '/restart', dyno ? { dyno } : {});
+      print(g, r, `restarted ${r.restarted.join(', ')}`);
+    });
+
+  program
+    .command('stop')
+    .description('stop every dyno (SIGTERM, SIGKILL after the grace period) and the router')
+    .argument('<app>')
+    .action(async (app: string) => {
+      const g = globals();
+      const sock = controlSocket(g.home, app);
+      await callControl(sock, 'POST', '/stop');
+      // The supervisor removes nothing until its dynos are gone: wait for its socket to stop answering.
+      for (;;) {
+        const alive = await callControl(sock, 'GET', '/ps').then(() => true, () => false);
+        if (!alive) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      print(g, { app, stopped: true }, `${app} stopped`);
+    });
+
+  program
+    .command('logs')
+    .description('the app\'s log stream: app output, router and platform lines')
+    .argument('<app>')
+    .option('-f, --follow', 'keep printing new lines')
+    .option('--dyno <name>', 'only this dyno (web.1), type (web) or source (router)')
+    .option('-n, --num <lines>', 'how many past lines', '100')
+    .action(async (app: string, o: { follow?: boolean; dyno?: string; num: string }) => {
+      const g = globals();
+      const keep = (l: LogLine): boolean => !o.dyno || l.dyno === o.dyno || l.dyno.split('.')[0] === o.dyno;
+      const show = (l: LogLine): void => void process.stdout.write(g.json ? `${JSON.stringify(l)}\n` : `${formatLine(l)}\n`);
+      readLog(g.home, app).filter(keep).slice(-Number(o.num)).forEach(show);
+      if (!o.follow) return;
+      const { current } = logFiles(g.home, app);
+      let offset = existsSync(current) ? statSync(current).size : 0;
+      let partial = '';
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 200));
+        if (!existsSync(current)) continue;
+        const size = statSync(current).size;
+        if (size < offset) offset = 0; // rotated
+        if (size === offset) continue;
+        const fd = openSync(current, 'r');
+        const buf = Buffer.alloc(size - offset);
+        readSync(fd, buf, 0, buf.length, offset);
+        closeSync(fd);
+        offset = size;
+        const text = partial + buf.toString();
+        const lines = text.split('\n');
+        partial = lines.pop() ?? '';
+        for (const t of lines) {
+          const l = parseLine(t);
+          if (l && keep(l)) show(l);
+        }
+      }
+    });
+
+  program
+    .command('run')
+    .description('run a one-off dyno of the current release, attached (exit code passed through)')
+    .argument('<app>')
+    .argument('<command...>', 'the command (after --)')
+    .option('--runtime <kind>', 'container, process or auto', 'auto')
+    .action(async (app: string, command: string[], o: { runtime: string }) => {
+      const g = globals();
+      const code = await withDb(g, async (db) => {
+        const rel = builtRelease(db, app);
+        const stack = findStackByDigest(db, rel.stack.digest);
+        if (!stack) throw new SlipwayError(`stack ${rel.stack.name} ${rel.stack.digest} is not on this host`);
+        const runtime = await openDynoRuntime(g.home, db, runtimeChoice(o.runtime), stack, (s) => process.stderr.write(`${s}\n`));
+        const name = `run.${1000 + Math.floor(Math.random() * 9000)}`;
+        const port = 5000;
+        const d = await runtime.start({ app, name, type: 'run', command: command.join(' '), port, release: rel, env: { ...rel.config, PORT: String(port), DYNO: name, PS: name } }, { stdio: 'inherit' });
+        const e = await d.exited;
+        return e.code ?? 128 + (e.signal === 'SIGKILL' ? 9 : 15);
+      });
+      process.exitCode = code;
+    });
+}

@@ -1,0 +1,82 @@
+/**
+ * One dyno: a process of a release, in a container or on the host. Both runtimes start the same
+ * init (below), give the same environment, and expose the same handle, so the supervisor and
+ * the router never ask which one they have.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Release } from '../release/releases.js';
+
+export type RuntimeKind = 'container' | 'process';
+
+export interface DynoSpec {
+  app: string;
+  /** web.1, worker.2, run.4821 */
+  name: string;
+  type: string;
+  command: string;
+  /** Config vars, PORT, DYNO, PS: everything but PATH and HOME, which the runtime sets. */
+  env: Record<string, string>;
+  port: number;
+  release: Release & { slug: string; stack: NonNullable<Release['stack']> };
+}
+
+export interface DynoIo {
+  /** inherit: a one-off dyno attached to the terminal; pipe: output goes to onOutput. */
+  stdio: 'inherit' | 'pipe';
+  onOutput?: (chunk: Buffer) => void;
+}
+
+export type Endpoint = { socketPath: string } | { host: string; port: number };
+
+export interface Exit {
+  code: number | null;
+  signal: string | null;
+}
+
+export interface RunningDyno {
+  readonly spec: DynoSpec;
+  /** The dyno's init process as the host sees it. */
+  readonly pid: number;
+  /** Where the router reaches $PORT. */
+  readonly endpoint: Endpoint;
+  /** Resolves when the dyno has exited and its resources are released. */
+  readonly exited: Promise<Exit>;
+  /** Whether something in the dyno listens on $PORT. */
+  listening(): Promise<boolean>;
+  /** To every process of the dyno. */
+  signal(sig: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+}
+
+export interface DynoRuntime {
+  readonly kind: RuntimeKind;
+  /** What the runtime could not apply on this host (e.g. no cgroup limits), said once. */
+  readonly notes: string[];
+  start(spec: DynoSpec, io: DynoIo): Promise<RunningDyno>;
+}
+
+/**
+ * The dyno's init: sources .profile.d as Heroku does, runs the command as its child, passes
+ * SIGTERM on and exits with the command's status, so a stop reaches the app even when it does not
+ * handle signals as PID 1 would have to.
+ */
+export const DYNO_INIT = [
+  'trap \'kill -TERM $c 2>/dev/null\' TERM INT',
+  'cd "$HOME" || exit 1',
+  'for f in .profile.d/*.sh; do [ -r "$f" ] && . "./$f"; done',
+  '/bin/sh -c "$1" &',
+  'c=$!',
+  'while :; do wait $c; s=$?; kill -0 $c 2>/dev/null || exit $s; done',
+].join('\n');
+
+/** Reads /proc/PID/net/tcp{,6}: does the network namespace of PID have a listener on port? */
+export async function listensIn(pid: number, port: number): Promise<boolean> {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const f of ['tcp', 'tcp6']) {
+    const text = await readFile(`/proc/${pid}/net/${f}`, 'utf8').catch(() => '');
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols[1]?.endsWith(hex) && cols[3] === '0A') return true;
+    }
+  }
+  return false;
+}
