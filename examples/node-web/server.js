@@ -1,4 +1,4 @@
-// Answers every request on $PORT with the Node.js that runs it: the one in the slug.
+// Answers every request on $PORT with the dyno that served it and the Node.js that runs it (the slug's).
 const http = require('http');
 const ms = require('ms');
 
@@ -7,6 +7,6 @@ const started = Date.now();
 http
   .createServer((req, res) => {
     res.setHeader('content-type', 'text/plain');
-    res.end(`Hello from Slipway: node ${process.version} at ${process.execPath}, up ${ms(Date.now() - started)}\n`);
+    res.end(`Hello from Slipway: ${process.env.DYNO || 'no dyno'} of ${process.env.SLIPWAY_RELEASE || 'no release'}, node ${process.version} at ${process.execPath}, up ${ms(Date.now() - started)}\n`);
   })
   .listen(port, '0.0.0.0', () => console.log(`listening on ${port}`));

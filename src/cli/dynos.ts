@@ -73,16 +73,17 @@ async function upForeground(g: Globals, app: string, o: UpOptions, printLogs: bo
   control.server = await serveControl(controlSocket(g.home, app), sup, () => void stop().then(() => process.exit(0)));
   process.once('SIGINT', () => void stop().then(() => process.exit(0)));
   process.once('SIGTERM', () => void stop().then(() => process.exit(0)));
+  let failed: string[];
   try {
-    await sup.start(o.scale ? parseFormation([o.scale]) : undefined);
+    failed = await sup.start(o.scale ? parseFormation([o.scale]) : undefined);
   } catch (err) {
     await stop();
     throw err;
   }
   const s = sup.status();
   const msg = `${app} v${s.release} is up: http://127.0.0.1:${port} (${formatFormation(s.formation)}, ${runtime.kind} runtime)`;
-  if (printLogs) process.stderr.write(`${msg}\n`);
-  else process.stdout.write(`${JSON.stringify({ ready: true, port })}\n`);
+  if (printLogs) process.stderr.write(`${msg}\n${failed.length ? `warning: ${failed.join(', ')} did not come up (restarting); see slipway logs ${app}\n` : ''}`);
+  else process.stdout.write(`${JSON.stringify({ ready: true, port, failed })}\n`);
   await new Promise(() => undefined);
 }
 
@@ -94,12 +95,12 @@ async function upDetached(g: Globals, app: string, argv: string[]): Promise<void
   const fd = openSync(out, 'a');
   const args = argv.slice(1).filter((a) => a !== '--detach' && a !== '-d');
   const child = spawn(process.execPath, [...process.execArgv, ...args], { detached: true, stdio: ['ignore', 'pipe', fd], env: { ...process.env, SLIPWAY_HOME: g.home, SLIPWAY_SUPERVISOR_CHILD: '1' } });
-  const ready = await new Promise<{ port: number } | undefined>((resolve) => {
+  const ready = await new Promise<{ port: number; failed: string[] } | undefined>((resolve) => {
     let text = '';
     child.stdout!.on('data', (c: Buffer) => {
       text += c.toString();
       const line = text.split('\n').find((l) => l.startsWith('{"ready"'));
-      if (line) resolve(JSON.parse(line) as { port: number });
+      if (line) resolve(JSON.parse(line) as { port: number; failed: string[] });
     });
     child.on('exit', () => resolve(undefined));
   });
@@ -110,7 +111,10 @@ async function upDetached(g: Globals, app: string, argv: string[]): Promise<void
   child.stdout!.destroy();
   child.unref();
   const s = await callControl<{ release: number; formation: Formation; runtime: string }>(controlSocket(g.home, app), 'GET', '/ps');
-  print(g, { app, port: ready.port, url: `http://127.0.0.1:${ready.port}`, ...s }, `${app} v${s.release} is up: http://127.0.0.1:${ready.port} (${formatFormation(s.formation)}, ${s.runtime} runtime)\nslipway ps ${app} · slipway logs ${app} -f · slipway stop ${app}`);
+  print(g, { app, port: ready.port, url: `http://127.0.0.1:${ready.port}`, failed: ready.failed, ...s }, `${app} v${s.release} is up: http://127.0.0.1:${ready.port} (${formatFormation(s.formation)}, ${s.runtime} runtime)\nslipway ps ${app} · slipway logs ${app} -f · slipway stop ${app}`);
+  if (ready.failed.length) {
+    throw new SlipwayError(`${ready.failed.join(', ')} did not come up; the supervisor keeps restarting them`, { hint: `slipway logs ${app}` });
+  }
 }
 
 function psText(s: { app: string; release?: number; router: number; runtime: string; dynos: DynoStatus[] }): string {

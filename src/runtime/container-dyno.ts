@@ -10,7 +10,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Db } from '../store/db.js';
 import type { Digest } from '../oci/digest.js';
@@ -136,14 +136,17 @@ export class ContainerRuntime implements DynoRuntime {
     const stack = await unpackedStack(this.home, { ...spec.release.stack, source: '', size: 0, createdAt: '' });
     const slug = await unpackedSlug(this.home, spec.release.slug as Digest, base);
     const id = `${DYNO_PREFIX}${spec.app}-${spec.name}-${randomBytes(3).toString('hex')}`;
-    const dir = join(this.home, 'run', 'dynos', id);
-    const merged = join(dir, 'root');
+    const dir = join(this.home, 'dynos', id);
+    // runc sets up the root inside the user namespace, as the app's unprivileged host uid, so the
+    // mount point sits where every directory on the way is searchable (the store may be 0700).
+    const merged = join(await mountRoots(), id);
     await mkdir(join(dir, 'upper'), { recursive: true });
     await mkdir(join(dir, 'work'), { recursive: true });
-    await mkdir(merged, { recursive: true });
+    await mkdir(merged, { recursive: true, mode: 0o755 });
     const mount = sh('mount', ['-t', 'overlay', 'overlay', '-o', `nosuid,nodev,lowerdir=${slug}:${stack},upperdir=${join(dir, 'upper')},workdir=${join(dir, 'work')}`, merged]);
     if (!mount.ok) {
       await rm(dir, { recursive: true, force: true });
+      await rm(merged, { recursive: true, force: true });
       throw new Error(`${spec.name}: cannot mount the dyno's overlay root: ${mount.err}`);
     }
     const env = { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/app', ...spec.env };
@@ -163,6 +166,7 @@ export class ContainerRuntime implements DynoRuntime {
       bridge?.kill('SIGKILL');
       spawnSync(this.rt.name, ['--root', this.rt.root, 'delete', '--force', id]);
       sh('umount', ['-l', merged]);
+      await rm(merged, { recursive: true, force: true });
       await rm(dir, { recursive: true, force: true });
     };
     const exited = ran.then(async (e) => {
@@ -192,6 +196,15 @@ export class ContainerRuntime implements DynoRuntime {
       },
     };
   }
+}
+
+/** Where dyno roots are mounted: /run/slipway/roots (tmpfs, root-owned, searchable, gone at boot). */
+async function mountRoots(): Promise<string> {
+  const roots = '/run/slipway/roots';
+  await mkdir(roots, { recursive: true, mode: 0o711 });
+  await chmod('/run/slipway', 0o711);
+  await chmod(roots, 0o711);
+  return roots;
 }
 
 /** runc writes the pid file once the container's process exists; undefined if runc exits first. */

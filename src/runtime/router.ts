@@ -29,6 +29,9 @@ function connectTo(e: Endpoint): Socket {
 export class Router {
   private readonly backends = new Map<RunningDyno, Backend>();
   private server: Server | undefined;
+  private turn = 0;
+  /** Upgraded (WebSocket) connections: the HTTP server no longer tracks them. */
+  private readonly tunnels = new Set<Duplex>();
   port = 0;
 
   constructor(private readonly log: AppLog, private readonly firstByteMs = FIRST_BYTE_TIMEOUT_MS) {}
@@ -71,9 +74,16 @@ export class Router {
     return [...this.backends.values()].filter((b) => !b.draining).map((b) => b.dyno);
   }
 
+  /** Least connections; ties go round-robin, so an idle app still spreads its requests. */
   private pick(): Backend | undefined {
+    const all = [...this.backends.values()].filter((b) => !b.draining);
+    if (all.length === 0) return undefined;
+    const start = this.turn++ % all.length;
     let best: Backend | undefined;
-    for (const b of this.backends.values()) if (!b.draining && (!best || b.active < best.active)) best = b;
+    for (let i = 0; i < all.length; i++) {
+      const b = all[(start + i) % all.length]!;
+      if (!best || b.active < best.active) best = b;
+    }
     return best;
   }
 
@@ -162,6 +172,7 @@ export class Router {
       return;
     }
     b.active++;
+    this.tunnels.add(client);
     const up = connectTo(b.dyno.endpoint);
     const headers = this.headers(req, id, Date.now());
     up.on('connect', () => {
@@ -175,6 +186,7 @@ export class Router {
     const close = (): void => {
       if (closed) return;
       closed = true;
+      this.tunnels.delete(client);
       up.destroy();
       client.destroy();
       this.done(b);
@@ -202,6 +214,7 @@ export class Router {
   async close(): Promise<void> {
     if (!this.server) return;
     this.server.closeAllConnections();
+    for (const t of this.tunnels) t.destroy();
     await new Promise<void>((r) => this.server!.close(() => r()));
     for (const b of this.backends.values()) b.agent.destroy();
   }

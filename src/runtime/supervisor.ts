@@ -145,8 +145,8 @@ export class Supervisor {
     return e;
   }
 
-  /** Starts the current release's formation. */
-  async start(formation?: Formation): Promise<void> {
+  /** Starts the current release's formation; returns the dynos that did not come up. */
+  async start(formation?: Formation): Promise<string[]> {
     const rel = this.current();
     await this.admit(rel);
     const types = await this.typesOf(rel);
@@ -156,8 +156,10 @@ export class Supervisor {
     this.release = rel;
     this.processTypes = types;
     for (const n of this.o.runtime.notes) this.say('supervisor', n);
-    await Promise.all(this.launchFormation(rel).map((d) => d.booted));
+    const dynos = this.launchFormation(rel);
+    const booted = await Promise.all(dynos.map((d) => d.booted));
     this.poll = setInterval(() => void this.checkRelease(), this.o.pollMs ?? 1000);
+    return dynos.filter((_, i) => !booted[i]).map((d) => d.name);
   }
 
   /** The stored formation, or web=1 for an app that has a web type and no formation yet. */
