@@ -11,7 +11,7 @@ import { callControl, controlSocket, serveControl } from '../runtime/control.js'
 import { formatLine, logFiles, parseLine, readLog, AppLog, type LogLine } from '../runtime/logs.js';
 import { openDynoRuntime, type RuntimeChoice } from '../runtime/open.js';
 import { Router } from '../runtime/router.js';
-import { Supervisor, type DynoStatus } from '../runtime/supervisor.js';
+import { exitStatus, Supervisor, type DynoStatus } from '../runtime/supervisor.js';
 import { checkAppName } from '../release/apps.js';
 import { restrictionsFor } from './check.js';
 import { table } from './format.js';
@@ -254,8 +254,7 @@ export function registerDynoCommands(program: Command, globals: () => Globals): 
         const name = `run.${1000 + Math.floor(Math.random() * 9000)}`;
         const port = 5000;
         const d = await runtime.start({ app, name, type: 'run', command: command.join(' '), port, release: rel, env: { ...rel.config, PORT: String(port), DYNO: name, PS: name } }, { stdio: 'inherit' });
-        const e = await d.exited;
-        return e.code ?? 128 + (e.signal === 'SIGKILL' ? 9 : 15);
+        return exitStatus(await d.exited);
       });
       process.exitCode = code;
     });

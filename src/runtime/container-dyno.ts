@@ -80,16 +80,23 @@ function sh(cmd: string, args: string[]): { ok: boolean; err: string } {
   return { ok: r.status === 0, err: (r.stderr || r.error?.message || '').trim() };
 }
 
-async function runOnce(rt: OciRuntime, dir: string, config: object): Promise<{ code: number | null; stderr: string }> {
+/** Runs a probe container on the stack, bind-mounted where the user namespace can reach it. */
+async function runOnce(rt: OciRuntime, dir: string, stackRoot: string, config: (rootfs: string) => object): Promise<{ code: number | null; stderr: string }> {
   const id = `${DYNO_PREFIX}probe-${randomBytes(4).toString('hex')}`;
   const bundle = join(dir, id);
+  const root = join(await mountRoots(), id);
   await mkdir(bundle, { recursive: true });
-  await writeFile(join(bundle, 'config.json'), JSON.stringify(config));
+  await mkdir(root, { recursive: true, mode: 0o755 });
+  const bind = sh('mount', ['--bind', stackRoot, root]);
+  if (!bind.ok) return { code: 1, stderr: `cannot bind-mount the stack: ${bind.err}` };
+  await writeFile(join(bundle, 'config.json'), JSON.stringify(config(root)));
   try {
     const r = spawnSync(rt.name, ['--root', rt.root, 'run', '--bundle', bundle, id], { encoding: 'utf8' });
     return { code: r.status, stderr: `${r.stderr ?? ''}${r.error?.message ?? ''}` };
   } finally {
     spawnSync(rt.name, ['--root', rt.root, 'delete', '--force', id]);
+    sh('umount', ['-l', root]);
+    await rm(root, { recursive: true, force: true });
     await rm(bundle, { recursive: true, force: true });
   }
 }
@@ -113,9 +120,9 @@ export class ContainerRuntime implements DynoRuntime {
     const state = join(home, 'run');
     const probeDir = join(state, 'probe');
     const base = PROBE_UID_BASE;
-    const config = (withLimits: boolean): object => dynoConfig({ rootfs: stackRoot, uidBase: base, hostname: 'probe', args: ['/bin/true'], env: ['PATH=/usr/bin:/bin'], limits: withLimits ? limits : undefined, readonlyRoot: true });
+    const config = (withLimits: boolean) => (rootfs: string): object => dynoConfig({ rootfs, uidBase: base, hostname: 'probe', args: ['/bin/true'], env: ['PATH=/usr/bin:/bin'], limits: withLimits ? limits : undefined, readonlyRoot: true });
     const { runtime, why } = await pickOciRuntime(state, async (rt) => {
-      const r = await runOnce(rt, probeDir, config(false));
+      const r = await runOnce(rt, probeDir, stackRoot, config(false));
       if (r.code !== 0) throw new Error(r.stderr.trim() || `exit ${r.code}`);
     });
     const notes = why.map((w) => `${w}; using ${runtime.name}`);
@@ -123,7 +130,7 @@ export class ContainerRuntime implements DynoRuntime {
     let limited: boolean;
     if (existsSync(memo)) limited = (JSON.parse(readFileSync(memo, 'utf8')) as { limited: boolean }).limited;
     else {
-      const r = await runOnce(runtime, probeDir, config(true));
+      const r = await runOnce(runtime, probeDir, stackRoot, config(true));
       limited = r.code === 0;
       if (!limited) notes.push(`memory and pids limits are not applied: ${runtime.name} cannot set them on this host's cgroups (${r.stderr.split('\n').filter(Boolean).slice(-1)[0] ?? ''})`);
       await writeFileAtomic(memo, JSON.stringify({ limited }));

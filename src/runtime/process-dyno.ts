@@ -30,7 +30,15 @@ export class ProcessRuntime implements DynoRuntime {
       child.stdout!.on('data', (c: Buffer) => io.onOutput?.(c));
       child.stderr!.on('data', (c: Buffer) => io.onOutput?.(c));
     }
-    const exited = new Promise<Exit>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    const exited = new Promise<Exit>((resolve) => child.on('exit', (code, signal) => {
+      // The init is gone: nothing of the dyno may outlive it (a container's pid namespace does the same).
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // the group is already empty
+      }
+      resolve({ code, signal });
+    }));
     return {
       spec,
       pid,

@@ -6,6 +6,7 @@
  * the app's log stream, as Heroku does.
  */
 import { createServer } from 'node:net';
+import { constants as osConstants } from 'node:os';
 import { imageStorePath } from '../home.js';
 import type { Digest } from '../oci/digest.js';
 import { getFormation, setFormation, type Formation } from '../release/formation.js';
@@ -66,6 +67,12 @@ export interface DynoStatus {
 }
 
 const DYNO_PORT = 5000;
+
+/** A shell's view of an exit: the code, or 128 + the signal's number. */
+export function exitStatus(e: Exit): number {
+  if (e.code !== null) return e.code;
+  return 128 + (e.signal ? (osConstants.signals[e.signal as keyof typeof osConstants.signals] ?? 0) : 0);
+}
 
 async function freePort(): Promise<number> {
   const srv = createServer();
@@ -235,7 +242,7 @@ export class Supervisor {
     this.o.router.remove(running);
     if (d.running !== running) return;
     d.running = undefined;
-    this.say(d.name, `Process exited with status ${e.code ?? (e.signal ? `${128 + (e.signal === 'SIGKILL' ? 9 : 15)} (${e.signal})` : 'unknown')}`);
+    this.say(d.name, `Process exited with status ${exitStatus(e)}`);
     if (d.state === 'stopping' || this.stopped) {
       this.say(d.name, `State changed from ${d.state === 'stopping' ? 'up' : d.state} to down`);
       this.dynos.delete(d);
