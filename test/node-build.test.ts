@@ -8,6 +8,7 @@ import { ok, slipway } from './helpers/cli.js';
 import { unpackSlug } from './helpers/buildpacks.js';
 import { tempDir } from './helpers/tmp.js';
 import { freePort } from './helpers/registry.js';
+import { httpGet, load } from './helpers/apps.js';
 
 const EXAMPLE = fileURLToPath(new URL('../examples/node-web', import.meta.url));
 
@@ -73,7 +74,7 @@ describe('the nodejs buildpack on a real Debian stack', () => {
     await ok(slipway(home, ['export', 'web', `oci:${layout}:web`]));
     const info = JSON.parse(execFileSync('skopeo', ['inspect', '--config', `oci:${layout}:web`]).toString()) as { config: { User: string; WorkingDir: string; Cmd: string[] } };
     expect(info.config).toMatchObject({ User: '1000:1000', WorkingDir: '/app', Cmd: ['/bin/sh', '-c', 'npm start'] });
-    await expectAnswers(`${layout}:web`, /^Hello from Slipway: node v22\.\d+\.\d+ at \/app\/\.heroku\/node\/bin\/node/);
+    await expectAnswers(`${layout}:web`, /^Hello from Slipway: no dyno of no release, node v22\.\d+\.\d+ at \/app\/\.heroku\/node\/bin\/node/);
 
     // A patched stack version: the exported image, rebased onto it, still answers, now on the patch.
     const patched = join(await tempDir(), 'patched');
@@ -83,7 +84,7 @@ describe('the nodejs buildpack on a real Debian stack', () => {
     expect(v2.version).toBe(2);
     const rebased = JSON.parse((await ok(slipway(home, ['--json', 'rebase', `oci:${layout}:web`, '--onto', `oci:${join(home, 'images')}:stacks/bookworm:${v2.digest.slice(7)}`, '--tag', 'rebased']))).stdout) as { blobs: { role: string; action: string }[] };
     expect(rebased.blobs.filter((b) => b.role === 'app').map((b) => b.action)).toEqual(['exists']);
-    const rebasedBundle = await expectAnswers(`${layout}:rebased`, /^Hello from Slipway: node v22/);
+    const rebasedBundle = await expectAnswers(`${layout}:rebased`, /^Hello from Slipway: no dyno of no release, node v22/);
     expect(await readFile(join(rebasedBundle, 'rootfs/etc/slipway-patch'), 'utf8')).toBe('patched\n');
 
     // Unchanged source on the same stack version: the cache is reused and the slug is the same blob.
@@ -102,6 +103,29 @@ describe('the nodejs buildpack on a real Debian stack', () => {
     const configured = await ok(slipway(home, ['build', EXAMPLE, '--app', 'web', '--runtime', 'container', '--stack', 'bookworm@v1']));
     expect(configured.stdout).toMatch(/node v22\.\d+\.\d+ from the slug/);
     expect(configured.stdout).not.toMatch(/engines.node resolves/);
+
+    // Run at web=2 in containers behind the router: requests reach both dynos.
+    const current = (JSON.parse((await ok(slipway(home, ['--json', 'releases', 'web']))).stdout) as { version: number }[])[0]!.version;
+    const port = (JSON.parse((await ok(slipway(home, ['--json', 'up', 'web', '--detach', '--scale', 'web=2', '--runtime', 'container']))).stdout) as { port: number }).port;
+    try {
+      const answers = new Set<string>();
+      for (let i = 0; i < 4; i++) answers.add((await httpGet(port)).body.split(',')[0]!);
+      expect(answers).toEqual(new Set([`Hello from Slipway: web.1 of v${current}`, `Hello from Slipway: web.2 of v${current}`]));
+
+      // A fleet rebase onto the patched stack while it serves: the formation rolls to the new release, dropping nothing.
+      const traffic = load(port);
+      await ok(slipway(home, ['-q', 'rebase', '--all', '--stack', 'bookworm']));
+      const next = `of v${current + 1}`;
+      for (let i = 0; i < 300 && !(await httpGet(port)).body.includes(next); i++) await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 500));
+      const { sent, failed } = await traffic.stop();
+      expect(failed).toEqual([]);
+      expect(sent).toBeGreaterThan(10);
+      expect((await httpGet(port)).body).toContain(next);
+      expect((await ok(slipway(home, ['logs', 'web', '-n', '500']))).stdout).toMatch(new RegExp(`slipway\\[supervisor\\]: v${current + 1} is live`));
+    } finally {
+      await ok(slipway(home, ['stop', 'web']));
+    }
   }, 300_000);
 
   it('names the packages a stack lacks', async () => {
