@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { restrictionsFor } from './check.js';
+import { bootstrapStack, DEFAULT_STACK } from './stack.js';
 import { build, type BuildDirs } from '../buildpack/build.js';
 import type { BuildRuntime } from '../buildpack/step.js';
 import { SlipwayError, UsageError } from '../errors.js';
@@ -69,6 +70,13 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
       if (!['auto', 'container', 'process'].includes(o.runtime)) throw new UsageError(`--runtime ${o.runtime}: use container, process or auto`);
       checkAppName(o.app);
       await withDb(g, async (db) => {
+        // First use on a fresh host: the default stack is bootstrapped once, with progress.
+        const none = o.stack === undefined && (db.prepare('SELECT COUNT(*) AS n FROM stacks').get() as { n: number }).n === 0;
+        if (none) {
+          if (!g.quiet) process.stderr.write(`No stack on this host yet: bootstrapping the default one, ${DEFAULT_STACK.name} (Debian minbase + ${DEFAULT_STACK.include.join(', ')}), once.\n`);
+          const { stack: st } = await bootstrapStack(g, db, DEFAULT_STACK.name, DEFAULT_STACK);
+          if (!g.quiet) process.stderr.write(`stack ${st.name}@v${st.version} ready (${st.digest})\n`);
+        }
         const stack = resolveStack(db, o.stack);
         const quiet = g.quiet || g.json;
         const result = await build({

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
-import { openDb } from '../store/db.js';
+import { openDb, type Db } from '../store/db.js';
 import { DEFAULT_MIRROR, withDebootstrap } from '../stack/bootstrap.js';
-import { importStack, listStacks, removeStack, resolveStack, setDefaultStack, stackTag } from '../stack/stacks.js';
+import { importStack, listStacks, removeStack, resolveStack, setDefaultStack, stackTag, type Stack } from '../stack/stacks.js';
 import { imageStorePath } from '../home.js';
 import { inspectImage } from '../inspect.js';
 import { openSource } from '../transport/open.js';
@@ -57,31 +57,11 @@ export function registerStackCommands(program: Command, globals: () => Globals):
     .action(async (name: string, o: { suite: string; include: string; mirror: string }) => {
       const g = globals();
       const db = openDb(g.home);
-      const started = Date.now();
-      const tty = process.stderr.isTTY && !g.quiet && !g.json;
-      let steps = 0;
       try {
-        const result = await withDebootstrap(
-          join(g.home, 'tmp'),
-          {
-            suite: o.suite,
-            include: o.include.split(',').map((p) => p.trim()).filter(Boolean),
-            mirror: o.mirror,
-            onStep: (step) => {
-              steps++;
-              if (g.quiet || g.json) return;
-              const line = `debootstrap ${o.suite} [${((Date.now() - started) / 1000).toFixed(0)} s] ${step}`;
-              if (tty) process.stderr.write(`\r${line.slice(0, (process.stderr.columns || 80) - 1)}\x1b[K`);
-              else if (/^(Retrieving Release|Validating|Extracting|Installing|Configuring|Base system)/.test(step) && !/^(Extracting|Configuring) \S+$/.test(step)) process.stderr.write(`${line}\n`);
-            },
-          },
-          async (rootfs) => {
-            if (tty) process.stderr.write('\n');
-            return importStack(db, { home: g.home }, name, `dir:${rootfs}`);
-          },
-        );
-        const s = result.stack;
-        print(g, { ...s, created: result.created, seconds: (Date.now() - started) / 1000, steps }, `stack ${s.name}@v${s.version} bootstrapped from ${o.suite} in ${((Date.now() - started) / 1000).toFixed(0)} s (${s.digest}, ${formatBytes(s.size)})`);
+        const started = Date.now();
+        const { stack: st, created, steps } = await bootstrapStack(g, db, name, { suite: o.suite, include: o.include.split(',').map((p) => p.trim()).filter(Boolean), mirror: o.mirror });
+        const took = (Date.now() - started) / 1000;
+        print(g, { ...st, created, seconds: took, steps }, `stack ${st.name}@v${st.version} bootstrapped from ${o.suite} in ${took.toFixed(0)} s (${st.digest}, ${formatBytes(st.size)})`);
       } finally {
         db.close();
       }
@@ -149,4 +129,34 @@ export function registerStackCommands(program: Command, globals: () => Globals):
         print(g, removed, removed.map((s) => `removed stack ${s.name}@v${s.version}`).join('\n'));
       });
     });
+}
+
+/** What the default stack carries beyond minbase: what the built-in buildpacks need to fetch and run Node.js. */
+export const DEFAULT_STACK = { name: 'bookworm', suite: 'bookworm', include: ['ca-certificates', 'curl', 'libatomic1'] };
+
+/** debootstrap a stack and import it, with progress on stderr. */
+export async function bootstrapStack(g: Globals, db: Db, name: string, o: { suite: string; include: string[]; mirror?: string }): Promise<{ stack: Stack; created: boolean; steps: number }> {
+  const started = Date.now();
+  const tty = process.stderr.isTTY && !g.quiet && !g.json;
+  let steps = 0;
+  const result = await withDebootstrap(
+    join(g.home, 'tmp'),
+    {
+      suite: o.suite,
+      include: o.include,
+      mirror: o.mirror ?? DEFAULT_MIRROR,
+      onStep: (step) => {
+        steps++;
+        if (g.quiet || g.json) return;
+        const line = `debootstrap ${o.suite} [${((Date.now() - started) / 1000).toFixed(0)} s] ${step}`;
+        if (tty) process.stderr.write(`\r${line.slice(0, (process.stderr.columns || 80) - 1)}\x1b[K`);
+        else if (/^(Retrieving Release|Validating|Extracting|Installing|Configuring|Base system)/.test(step) && !/^(Extracting|Configuring) \S+$/.test(step)) process.stderr.write(`${line}\n`);
+      },
+    },
+    async (rootfs) => {
+      if (tty) process.stderr.write('\n');
+      return importStack(db, { home: g.home }, name, `dir:${rootfs}`);
+    },
+  );
+  return { stack: result.stack, created: result.created, steps };
 }
