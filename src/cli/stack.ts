@@ -150,7 +150,8 @@ export async function bootstrapStack(g: Globals, db: Db, name: string, o: { suit
         if (g.quiet || g.json) return;
         const line = `debootstrap ${o.suite} [${((Date.now() - started) / 1000).toFixed(0)} s] ${step}`;
         if (tty) process.stderr.write(`\r${line.slice(0, (process.stderr.columns || 80) - 1)}\x1b[K`);
-        else if (/^(Retrieving Release|Validating|Extracting|Installing|Configuring|Base system)/.test(step) && !/^(Extracting|Configuring) \S+$/.test(step)) process.stderr.write(`${line}\n`);
+        // Without a terminal: the phases, not one line per package.
+        else if (/^(Retrieving|Validating|Extracting|Installing|Configuring|Unpacking|Base system)/.test(step) && !/^\w+ \S+( \S*\d\S*)?$/.test(step)) process.stderr.write(`${line}\n`);
       },
     },
     async (rootfs) => {

@@ -277,7 +277,7 @@ export class Supervisor {
     }
     d.state = 'stopping';
     await this.o.router.drain(running, this.stopMs);
-    this.say(d.name, 'Stopping all processes with SIGTERM');
+    this.say(d.name, `Stopping all processes of v${d.release.version} with SIGTERM`);
     await running.signal('SIGTERM');
     const killed = await Promise.race([running.exited.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), this.stopMs))]);
     if (killed) {
