@@ -122,7 +122,7 @@ describe('the nodejs buildpack on a real Debian stack', () => {
       expect(failed).toEqual([]);
       expect(sent).toBeGreaterThan(10);
       expect((await httpGet(port)).body).toContain(next);
-      expect((await ok(slipway(home, ['logs', 'web', '-n', '500']))).stdout).toMatch(new RegExp(`slipway\\[supervisor\\]: v${current + 1} is live`));
+      expect((await ok(slipway(home, ['logs', 'web', '--dyno', 'supervisor', '-n', '50']))).stdout).toMatch(new RegExp(`slipway\\[supervisor\\]: v${current + 1} is live`));
     } finally {
       await ok(slipway(home, ['stop', 'web']));
     }

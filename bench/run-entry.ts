@@ -1,0 +1,96 @@
+// Dyno launch figures, driven through Slipway's own runtime (bundled by bench/run.mjs):
+// (a) launch latency, start → the app's first output, against raw `runc run` of an equivalent
+// hand-written bundle (same config, namespaces and root, mounted beforehand); (b) sustained launches
+// per minute with several launches in flight.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ContainerRuntime, dynoConfig } from '../src/runtime/container-dyno.js';
+import type { DynoSpec } from '../src/runtime/dyno.js';
+import { uidRange } from '../src/release/formation.js';
+import { builtRelease } from '../src/release/releases.js';
+import { findStackByDigest } from '../src/stack/stacks.js';
+import { unpackedStack } from '../src/stack/unpacked.js';
+import { unpackedSlug } from '../src/slug/unpacked.js';
+import { openDb } from '../src/store/db.js';
+import type { Digest } from '../src/oci/digest.js';
+
+const [home, app, launchesArg, secondsArg] = process.argv.slice(2) as [string, string, string, string];
+const LAUNCHES = Number(launchesArg);
+const SECONDS = Number(secondsArg);
+const db = openDb(home);
+const rel = builtRelease(db, app);
+const stack = findStackByDigest(db, rel.stack.digest)!;
+const runtime = await ContainerRuntime.open(home, db, await unpackedStack(home, stack));
+const now = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+function spec(i: number, command: string): DynoSpec {
+  return { app, name: `bench.${i}`, type: 'bench', command, port: 5000, release: rel, env: { PORT: '5000', DYNO: `bench.${i}` } };
+}
+
+/** Slipway: start → first byte of output; then waits for the dyno to be gone. */
+async function slipwayLaunch(i: number, command: string): Promise<number> {
+  const t0 = now();
+  let first = 0;
+  const d = await runtime.start(spec(i, command), { stdio: 'pipe', onOutput: () => (first ||= now()) });
+  await d.exited;
+  return first - t0;
+}
+
+// The hand-written equivalent: the same overlay root, mounted once, and the same config.
+const base = uidRange(db, app);
+const slug = await unpackedSlug(home, rel.slug as Digest, base);
+const stackRoot = await unpackedStack(home, stack);
+const raw = join(home, 'raw-bundle');
+await mkdir(join(raw, 'upper'), { recursive: true });
+await mkdir(join(raw, 'work'), { recursive: true });
+const rawRoot = '/run/slipway/roots/bench-raw';
+await mkdir(rawRoot, { recursive: true });
+spawnSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${slug}:${stackRoot},upperdir=${join(raw, 'upper')},workdir=${join(raw, 'work')}`, rawRoot]);
+
+async function rawLaunch(i: number, command: string): Promise<number> {
+  const bundle = join(raw, `b${i}`);
+  await mkdir(bundle, { recursive: true });
+  await writeFile(join(bundle, 'config.json'), JSON.stringify(dynoConfig({ rootfs: rawRoot, uidBase: base, hostname: 'raw', args: ['/bin/sh', '-c', command], env: ['PATH=/usr/bin:/bin', 'HOME=/app'] })));
+  const id = `slipway-bench-raw-${process.pid}-${i}`;
+  const t0 = now();
+  let first = 0;
+  const child = spawn(runtime.rt.name, ['--root', join(raw, 'state'), 'run', '--bundle', bundle, id], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.on('data', () => (first ||= now()));
+  child.stderr.on('data', () => (first ||= now()));
+  await new Promise((r) => child.on('exit', r));
+  await rm(bundle, { recursive: true, force: true });
+  return first - t0;
+}
+
+const stats = (xs: number[]): { median: number; p95: number } => {
+  const s = [...xs].sort((a, b) => a - b);
+  return { median: s[Math.floor(s.length / 2)]!, p95: s[Math.floor(s.length * 0.95)]! };
+};
+
+const ours: number[] = [];
+const theirs: number[] = [];
+// Interleaved, so both see the same machine.
+for (let i = 0; i < LAUNCHES; i++) {
+  ours.push(await slipwayLaunch(i, 'echo started'));
+  theirs.push(await rawLaunch(i, 'echo started'));
+}
+
+/** Launches completed in SECONDS with `inFlight` at a time, each running `true`. */
+async function sustained(launch: (i: number, c: string) => Promise<number>, inFlight: number): Promise<number> {
+  const end = now() + SECONDS * 1000;
+  let done = 0;
+  let n = 0;
+  await Promise.all(Array.from({ length: inFlight }, async () => {
+    while (now() < end) {
+      await launch(100000 + n++, 'true');
+      done++;
+    }
+  }));
+  return (done / SECONDS) * 60;
+}
+const perMinute = await sustained(slipwayLaunch, 6);
+const rawPerMinute = await sustained(rawLaunch, 6);
+spawnSync('umount', ['-l', rawRoot]);
+db.close();
+console.log(JSON.stringify({ runtime: runtime.rt.name, notes: runtime.notes, ours: stats(ours), raw: stats(theirs), perMinute, rawPerMinute }));
