@@ -16,7 +16,7 @@ export interface UnpackResult {
 }
 
 /** Tees an async stream into a hasher, so the diff_id is checked in the same pass as extraction. */
-async function* hashing(source: AsyncIterable<Buffer>, hasher: Hasher): AsyncGenerator<Buffer> {
+export async function* hashing(source: AsyncIterable<Buffer>, hasher: Hasher): AsyncGenerator<Buffer> {
   for await (const chunk of source) {
     hasher.update(chunk);
     yield chunk;

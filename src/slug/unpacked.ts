@@ -12,14 +12,8 @@ import { decompress } from '../oci/compression.js';
 import { Hasher, hexOf, verifyResult, VerifyingStream, type Digest } from '../oci/digest.js';
 import { extractLayer } from '../oci/tar/extract.js';
 import { OciLayout } from '../store/layout.js';
+import { hashing } from '../unpack.js';
 import { verifySlugManifest } from './slug.js';
-
-async function* hashing(source: AsyncIterable<Buffer>, hasher: Hasher): AsyncGenerator<Buffer> {
-  for await (const chunk of source) {
-    hasher.update(chunk);
-    yield chunk;
-  }
-}
 
 /** Unpacks in flight in this process: dynos starting together share one unpack. */
 const inFlight = new Map<string, Promise<string>>();
