@@ -46,10 +46,13 @@ try {
   writeFileSync(join(work, 'launch-app', 'Procfile'), 'web: echo started\n');
   slipway(home, '-q', 'stack', 'import', 'tiny', `dir:${bb}`);
   slipway(home, '-q', 'build', join(work, 'launch-app'), '--app', 'launch', '--stack', 'tiny', '--runtime', 'process');
-  const entry = join(work, 'run-entry.mjs');
-  await build({ entryPoints: [join(ROOT, 'bench/run-entry.ts')], bundle: true, platform: 'node', format: 'esm', outfile: entry, external: ['better-sqlite3', 'fs-xattr'], logLevel: 'error', banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" } });
+  // Bundled inside node_modules, so its native addons resolve from there.
+  const entry = join(ROOT, 'node_modules', '.cache', 'slipway-bench-run.mjs');
+  await build({ entryPoints: [join(ROOT, 'bench/run-entry.ts')], bundle: true, platform: 'node', format: 'esm', outfile: entry, external: ['better-sqlite3', 'fs-xattr'], logLevel: 'error', banner: { js: "import { createRequire as __benchRequire } from 'node:module'; const require = __benchRequire(import.meta.url);" } });
   log(`(a) ${LAUNCHES} launches each way, (b) ${SECONDS} s of sustained launches each way...`);
-  const launch = JSON.parse(spawnSync(process.execPath, [entry, home, 'launch', LAUNCHES, SECONDS], { encoding: 'utf8', cwd: ROOT, env: { ...process.env, NODE_PATH: join(ROOT, 'node_modules') } }).stdout.trim().split('\n').pop());
+  const ran = spawnSync(process.execPath, [entry, home, 'launch', LAUNCHES, SECONDS], { encoding: 'utf8', cwd: ROOT });
+  if (ran.status !== 0) throw new Error(`launch bench failed: ${ran.stderr}`);
+  const launch = JSON.parse(ran.stdout.trim().split('\n').pop());
 
   // (c): the example app at web=2 behind the router, then the same slug as one host process.
   log('(c) building the example Node.js app on the Debian stack...');

@@ -182,13 +182,11 @@ export class ContainerRuntime implements DynoRuntime {
     });
     let gone = false;
     void ran.then(() => (gone = true));
-    const pid = await waitForPid(pidFile, () => gone);
-    if (pid === undefined) {
-      const e = await exited;
-      throw new Error(`${spec.name}: the container exited before it started (${e.code ?? e.signal})`);
-    }
+    // A command that ends at once may be gone before its pid is seen: the exit tells the rest
+    // (and runc's own error, when it could not start it at all, is in the dyno's output).
+    const pid = (await waitForPid(pidFile, () => gone)) ?? 0;
     const socketPath = join(dir, 'port.sock');
-    if (spec.type === 'web') {
+    if (spec.type === 'web' && pid > 0) {
       // The router's only way in: a Unix socket here, connected to 127.0.0.1:$PORT inside.
       bridge = spawn('nsenter', [`--net=/proc/${pid}/ns/net`, 'socat', `UNIX-LISTEN:${socketPath},fork,mode=600`, `TCP:127.0.0.1:${spec.port}`], { stdio: 'ignore' });
     }
@@ -197,7 +195,7 @@ export class ContainerRuntime implements DynoRuntime {
       pid,
       endpoint: { socketPath },
       exited,
-      listening: async () => (await listensIn(pid, spec.port)) && existsSync(socketPath),
+      listening: async () => pid > 0 && (await listensIn(pid, spec.port)) && existsSync(socketPath),
       signal: async (sig) => {
         spawnSync(this.rt.name, ['--root', this.rt.root, 'kill', '--all', id, sig]);
       },

@@ -35,7 +35,7 @@ export interface Exit {
 
 export interface RunningDyno {
   readonly spec: DynoSpec;
-  /** The dyno's init process as the host sees it. */
+  /** The dyno's init process as the host sees it (0 if it ended before it was seen). */
   readonly pid: number;
   /** Where the router reaches $PORT. */
   readonly endpoint: Endpoint;
