@@ -65,6 +65,10 @@ describe.each(['container', 'process'])('the %s runtime', (runtime) => {
     const log = await logText(h, 'web');
     expect(log).toMatch(/slipway\[web\.1\]: Process exited with status 137\n.*slipway\[web\.1\]: State changed from up to crashed\n.*slipway\[web\.1\]: Starting process/);
     expect(log).toMatch(/slipway\[router\]: at=info dyno=web\.\d .*status=200/);
+    const before = (JSON.parse((await ok(slipway(h, ['--json', 'ps', 'web']))).stdout) as typeof ps).dynos[0]!.pid;
+    expect(JSON.parse((await ok(slipway(h, ['--json', 'restart', 'web', 'web.1']))).stdout)).toEqual({ restarted: ['web.1'] });
+    const after = (JSON.parse((await ok(slipway(h, ['--json', 'ps', 'web']))).stdout) as typeof ps).dynos[0]!;
+    expect([after.state, after.pid === before]).toEqual(['up', false]);
     await ok(slipway(h, ['stop', 'web']));
     expect((await slipway(h, ['ps', 'web'])).stdout).toMatch(/web is not up \(formation: web=1\)/);
   });
