@@ -15,7 +15,7 @@ import { unpackedSlug } from '../src/slug/unpacked.js';
 import { openDb } from '../src/store/db.js';
 import type { Digest } from '../src/oci/digest.js';
 
-const [home, app, launchesArg, secondsArg] = process.argv.slice(2) as [string, string, string, string];
+const [home, app, launchesArg, secondsArg, inFlightArg] = process.argv.slice(2) as [string, string, string, string, string];
 const LAUNCHES = Number(launchesArg);
 const SECONDS = Number(secondsArg);
 const db = openDb(home);
@@ -89,8 +89,8 @@ async function sustained(launch: (i: number, c: string) => Promise<number>, inFl
   }));
   return (done / SECONDS) * 60;
 }
-const perMinute = await sustained(slipwayLaunch, 6);
-const rawPerMinute = await sustained(rawLaunch, 6);
+const perMinute = await sustained(slipwayLaunch, Number(inFlightArg));
+const rawPerMinute = await sustained(rawLaunch, Number(inFlightArg));
 spawnSync('umount', ['-l', rawRoot]);
 db.close();
 console.log(JSON.stringify({ runtime: runtime.rt.name, notes: runtime.notes, ours: stats(ours), raw: stats(theirs), perMinute, rawPerMinute }));

@@ -7,9 +7,9 @@
  * reaches $PORT through a Unix socket bridged into that namespace, and nothing in the dyno can
  * reach any address outside it. Memory and pids limits where the host's cgroups allow.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Db } from '../store/db.js';
@@ -75,9 +75,11 @@ export function dynoConfig(o: { rootfs: string; uidBase: number; hostname: strin
   };
 }
 
-function sh(cmd: string, args: string[]): { ok: boolean; err: string } {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  return { ok: r.status === 0, err: (r.stderr || r.error?.message || '').trim() };
+/** Runs a helper (mount, umount, runc kill) without blocking the event loop: dynos start in parallel. */
+function sh(cmd: string, args: string[]): Promise<{ ok: boolean; err: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { encoding: 'utf8' }, (err, _out, stderr) => resolve({ ok: !err, err: (stderr || err?.message || '').trim() }));
+  });
 }
 
 /** Runs a probe container on the stack, bind-mounted where the user namespace can reach it. */
@@ -87,7 +89,7 @@ async function runOnce(rt: OciRuntime, dir: string, stackRoot: string, config: (
   const root = join(await mountRoots(), id);
   await mkdir(bundle, { recursive: true });
   await mkdir(root, { recursive: true, mode: 0o755 });
-  const bind = sh('mount', ['--bind', stackRoot, root]);
+  const bind = await sh('mount', ['--bind', stackRoot, root]);
   if (!bind.ok) return { code: 1, stderr: `cannot bind-mount the stack: ${bind.err}` };
   await writeFile(join(bundle, 'config.json'), JSON.stringify(config(root)));
   try {
@@ -95,7 +97,7 @@ async function runOnce(rt: OciRuntime, dir: string, stackRoot: string, config: (
     return { code: r.status, stderr: `${r.stderr ?? ''}${r.error?.message ?? ''}` };
   } finally {
     spawnSync(rt.name, ['--root', rt.root, 'delete', '--force', id]);
-    sh('umount', ['-l', root]);
+    await sh('umount', ['-l', root]);
     await rm(root, { recursive: true, force: true });
     await rm(bundle, { recursive: true, force: true });
   }
@@ -138,8 +140,11 @@ export class ContainerRuntime implements DynoRuntime {
     return new ContainerRuntime(home, db, runtime, limited ? limits : undefined, notes);
   }
 
+  private readonly ranges = new Map<string, number>();
+
   async start(spec: DynoSpec, io: DynoIo): Promise<RunningDyno> {
-    const base = uidRange(this.db, spec.app);
+    let base = this.ranges.get(spec.app);
+    if (base === undefined) this.ranges.set(spec.app, (base = uidRange(this.db, spec.app)));
     const stack = await unpackedStack(this.home, { ...spec.release.stack, source: '', size: 0, createdAt: '' });
     const slug = await unpackedSlug(this.home, spec.release.slug as Digest, base);
     const id = `${DYNO_PREFIX}${spec.app}-${spec.name}-${randomBytes(3).toString('hex')}`;
@@ -147,10 +152,11 @@ export class ContainerRuntime implements DynoRuntime {
     // runc sets up the root inside the user namespace, as the app's unprivileged host uid, so the
     // mount point sits where every directory on the way is searchable (the store may be 0700).
     const merged = join(await mountRoots(), id);
-    await mkdir(join(dir, 'upper'), { recursive: true });
-    await mkdir(join(dir, 'work'), { recursive: true });
-    await mkdir(merged, { recursive: true, mode: 0o755 });
-    const mount = sh('mount', ['-t', 'overlay', 'overlay', '-o', `nosuid,nodev,lowerdir=${slug}:${stack},upperdir=${join(dir, 'upper')},workdir=${join(dir, 'work')}`, merged]);
+    // A few tiny synchronous calls: far cheaper here than the thread-pool round trips of async ones.
+    mkdirSync(join(dir, 'upper'), { recursive: true });
+    mkdirSync(join(dir, 'work'));
+    mkdirSync(merged, { mode: 0o755 });
+    const mount = await sh('mount', ['-t', 'overlay', 'overlay', '-o', `nosuid,nodev,lowerdir=${slug}:${stack},upperdir=${join(dir, 'upper')},workdir=${join(dir, 'work')}`, merged]);
     if (!mount.ok) {
       await rm(dir, { recursive: true, force: true });
       await rm(merged, { recursive: true, force: true });
@@ -158,7 +164,7 @@ export class ContainerRuntime implements DynoRuntime {
     }
     const env = { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/app', ...spec.env };
     const config = dynoConfig({ rootfs: merged, uidBase: base, hostname: spec.name.replace(/\./g, '-'), args: ['/bin/sh', '-c', DYNO_INIT, 'init', spec.command], env: Object.entries(env).map(([k, v]) => `${k}=${v}`), limits: this.limits });
-    await writeFile(join(dir, 'config.json'), JSON.stringify(config));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
     const pidFile = join(dir, 'pid');
     const runc = spawn(this.rt.name, ['--root', this.rt.root, 'run', '--bundle', dir, '--pid-file', pidFile, id], {
       stdio: io.stdio === 'inherit' ? 'inherit' : ['ignore', 'pipe', 'pipe'],
@@ -171,10 +177,10 @@ export class ContainerRuntime implements DynoRuntime {
     let bridge: ChildProcess | undefined;
     const cleanup = async (): Promise<void> => {
       bridge?.kill('SIGKILL');
-      spawnSync(this.rt.name, ['--root', this.rt.root, 'delete', '--force', id]);
-      sh('umount', ['-l', merged]);
-      await rm(merged, { recursive: true, force: true });
-      await rm(dir, { recursive: true, force: true });
+      // `runc run` deletes its container when it exits; only the mount and the directories remain.
+      await sh('umount', ['-l', merged]);
+      rmSync(merged, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
     };
     const exited = ran.then(async (e) => {
       await cleanup();
@@ -197,7 +203,7 @@ export class ContainerRuntime implements DynoRuntime {
       exited,
       listening: async () => pid > 0 && (await listensIn(pid, spec.port)) && existsSync(socketPath),
       signal: async (sig) => {
-        spawnSync(this.rt.name, ['--root', this.rt.root, 'kill', '--all', id, sig]);
+        await sh(this.rt.name, ['--root', this.rt.root, 'kill', '--all', id, sig]);
       },
     };
   }
