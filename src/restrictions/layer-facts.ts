@@ -62,6 +62,14 @@ function isNotable(f: FileFact): boolean {
     || (f.type !== 'symlink' && (f.mode & 0o002) !== 0) || f.uid !== 0 || f.gid !== 0;
 }
 
+/** Passes inflated bytes on, counting them for the scavenger (they are most of the garbage). */
+async function* counted(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  for await (const chunk of source) {
+    streamed(chunk.length);
+    yield chunk;
+  }
+}
+
 /** Reads one layer blob as a stream, verified against its digest, into facts. */
 export async function scanLayer(src: ImageSource, desc: Descriptor, where: string): Promise<LayerFacts> {
   const facts: LayerFacts = { version: FACTS_VERSION, digest: desc.digest, uncompressedSize: 0, entries: 0, paths: [], notable: [], whiteouts: [], opaque: [], captured: {} };
@@ -70,9 +78,8 @@ export async function scanLayer(src: ImageSource, desc: Descriptor, where: strin
   const verify = new VerifyingStream(desc.digest as Digest, desc.size, where);
   const out = new PassThrough({ highWaterMark: 256 * 1024 });
   const flowing = pipeline(blob, verify, out);
-  verify.on('data', (c: Buffer) => streamed(c.length));
   const reading = (async () => {
-    for await (const entry of readTar(decompress(out, where, { chunkSize: INFLATE_CHUNK }), where, limitsFromEnv())) {
+    for await (const entry of readTar(counted(decompress(out, where, { chunkSize: INFLATE_CHUNK })), where, limitsFromEnv())) {
       const h = entry.header;
       facts.entries++;
       facts.uncompressedSize += h.size;
