@@ -116,13 +116,13 @@ describe('the nodejs buildpack on a real Debian stack', () => {
       const traffic = load(port);
       await ok(slipway(home, ['-q', 'rebase', '--all', '--stack', 'bookworm']));
       const next = `of v${current + 1}`;
-      for (let i = 0; i < 300 && !(await httpGet(port)).body.includes(next); i++) await new Promise((r) => setTimeout(r, 100));
-      await new Promise((r) => setTimeout(r, 500));
+      const live = new RegExp(`slipway\\[supervisor\\]: v${current + 1} is live`);
+      for (let i = 0; i < 600 && !live.test((await ok(slipway(home, ['logs', 'web', '--dyno', 'supervisor', '-n', '50']))).stdout); i++) await new Promise((r) => setTimeout(r, 100));
       const { sent, failed } = await traffic.stop();
       expect(failed).toEqual([]);
       expect(sent).toBeGreaterThan(10);
       expect((await httpGet(port)).body).toContain(next);
-      expect((await ok(slipway(home, ['logs', 'web', '--dyno', 'supervisor', '-n', '50']))).stdout).toMatch(new RegExp(`slipway\\[supervisor\\]: v${current + 1} is live`));
+      expect((await ok(slipway(home, ['logs', 'web', '--dyno', 'supervisor', '-n', '50']))).stdout).toMatch(live);
     } finally {
       await ok(slipway(home, ['stop', 'web']));
     }
