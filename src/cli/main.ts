@@ -9,6 +9,7 @@ import { registerExportCommand } from './export.js';
 import { registerRebaseCommand } from './rebase.js';
 import { registerCheckCommands } from './check.js';
 import { registerDynoCommands } from './dynos.js';
+import { registerGateCommand } from './gate.js';
 
 export interface Globals {
   json: boolean;
@@ -38,6 +39,7 @@ export async function main(argv: string[]): Promise<number> {
   registerRebaseCommand(program, globals);
   registerCheckCommands(program, globals);
   registerDynoCommands(program, globals);
+  registerGateCommand(program, globals);
   for (const c of program.commands) c.exitOverride().showHelpAfterError();
   for (const c of program.commands.flatMap((c) => c.commands)) c.exitOverride();
 

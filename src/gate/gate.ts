@@ -1,0 +1,186 @@
+/**
+ * The registry gate: a reverse proxy in front of a real OCI registry that judges every manifest
+ * pushed through it with the Restrictions evaluator. Blob uploads and pulls stream through
+ * untouched; a manifest PUT is held while its image (config and layers, already uploaded
+ * upstream) is read and judged, then forwarded, or answered 403 DENIED with the findings, which
+ * skopeo and `slipway image copy` print. Verdicts are cached by manifest digest.
+ */
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+
+import { digestOf, type Digest } from '../oci/digest.js';
+import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type ParsedManifest } from '../oci/types.js';
+import type { Restrictions } from '../restrictions/document.js';
+import { evaluate, type Finding, type Verdict } from '../restrictions/evaluate.js';
+import { FactsCache } from '../restrictions/layer-facts.js';
+import { reportText } from '../restrictions/report.js';
+import type { AllowedBase } from '../restrictions/rules.js';
+import { imageSubject } from '../restrictions/subject.js';
+import { RegistryClient, type RegistryOptions } from '../transport/registry/client.js';
+import type { ImageSource } from '../transport/types.js';
+
+export interface GateOptions {
+  upstream: URL;
+  restrictions: Restrictions;
+  home: string;
+  allowedBases?: AllowedBase[];
+  /** Credentials the gate uses upstream to read what it judges (and to forward, when it requires its own token). */
+  upstreamRegistry?: RegistryOptions;
+  /** When set, clients must present it (Bearer, or as the Basic password); their Authorization is then not forwarded. */
+  token?: string;
+  log?: (line: string) => void;
+}
+
+export interface GateVerdict {
+  verdict: Verdict;
+  findings: Finding[];
+  text: string;
+  cached?: boolean;
+}
+
+const MANIFEST_PUT = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
+
+/** An image source for a manifest not yet upstream: its own bytes, everything else from the registry. */
+function pendingSource(client: RegistryClient, repo: string, top: ParsedManifest): ImageSource {
+  return {
+    name: `${repo}@${top.digest}`,
+    getManifest: async (digest?: Digest) => (digest === undefined || digest === top.digest ? top : client.getManifest(repo, digest)),
+    getBlob: (desc: Descriptor) => client.getBlob(repo, desc),
+    close: async () => undefined,
+  };
+}
+
+export class RegistryGate {
+  private server: Server | undefined;
+  private readonly verdicts = new Map<string, GateVerdict>();
+  private readonly facts: FactsCache;
+  private readonly client: RegistryClient;
+  readonly stats = { judged: 0, cached: 0, denied: 0 };
+
+  constructor(private readonly o: GateOptions) {
+    this.facts = new FactsCache(o.home);
+    this.client = new RegistryClient(o.upstream.host, { ...o.upstreamRegistry, ...(o.upstream.protocol === 'http:' && { insecure: true }) });
+  }
+
+  private log(line: string): void {
+    this.o.log?.(line);
+  }
+
+  /** Judges a manifest (an index: each child) against the document; cached by digest. */
+  async judge(repo: string, m: ParsedManifest): Promise<GateVerdict> {
+    const hit = this.verdicts.get(m.digest);
+    if (hit) {
+      this.stats.cached++;
+      return { ...hit, cached: true };
+    }
+    await this.client.authorize([`repository:${repo}:pull`]);
+    const src = pendingSource(this.client, repo, m);
+    const children = m.kind === 'index' ? m.index.manifests.map((d) => d.digest) : [m.digest];
+    const findings: Finding[] = [];
+    const texts: string[] = [];
+    for (const child of children) {
+      const top = child === m.digest ? m : await this.client.getManifest(repo, child);
+      const subject = await imageSubject(src, { cache: this.facts, top, kind: 'image' });
+      const report = evaluate(this.o.restrictions, { ...subject, name: `${repo}@${top.digest}` }, { allowedBases: this.o.allowedBases ?? [] });
+      findings.push(...report.findings);
+      texts.push(reportText(report));
+    }
+    const verdict: Verdict = findings.some((f) => f.severity === 'deny') ? 'deny' : findings.some((f) => f.severity === 'warn') ? 'warn' : 'allow';
+    const v = { verdict, findings, text: texts.join('\n') };
+    this.stats.judged++;
+    this.verdicts.set(m.digest, v);
+    return v;
+  }
+
+  private authorized(req: IncomingMessage): boolean {
+    if (!this.o.token) return true;
+    const h = req.headers.authorization ?? '';
+    if (h === `Bearer ${this.o.token}`) return true;
+    if (h.startsWith('Basic ')) return Buffer.from(h.slice(6), 'base64').toString().split(':').slice(1).join(':') === this.o.token;
+    return false;
+  }
+
+  /** Forwards a request upstream, streaming both ways; Location headers are pointed back at the gate. */
+  private forward(req: IncomingMessage, res: ServerResponse, body?: Buffer): void {
+    const up = this.o.upstream;
+    const headers = { ...req.headers, host: up.host };
+    if (this.o.token) delete headers.authorization;
+    if (body) headers['content-length'] = String(body.length);
+    const send = up.protocol === 'https:' ? httpsRequest : httpRequest;
+    const out = send({ protocol: up.protocol, hostname: up.hostname, port: up.port, method: req.method, path: req.url, headers }, (r) => {
+      const h = { ...r.headers };
+      if (typeof h.location === 'string' && h.location.startsWith(up.origin)) h.location = h.location.slice(up.origin.length);
+      res.writeHead(r.statusCode ?? 502, h);
+      r.pipe(res);
+    });
+    out.on('error', (err) => {
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: `slipway gate: upstream ${up.origin}: ${err.message}` }] }));
+    });
+    if (body) out.end(body);
+    else req.pipe(out);
+  }
+
+  private deny(res: ServerResponse, status: number, code: string, message: string, detail?: unknown): void {
+    res.writeHead(status, { 'content-type': 'application/json', 'docker-distribution-api-version': 'registry/2.0' });
+    res.end(JSON.stringify({ errors: [{ code, message, ...(detail !== undefined && { detail }) }] }));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!this.authorized(req)) {
+      res.setHeader('www-authenticate', 'Basic realm="slipway gate"');
+      return this.deny(res, 401, 'UNAUTHORIZED', 'slipway gate: a token is required (Bearer, or as the password)');
+    }
+    const m = req.method === 'PUT' ? MANIFEST_PUT.exec((req.url ?? '').split('?')[0]!) : null;
+    if (!m) return this.forward(req, res);
+    const repo = m[1]!;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const c of req) {
+      size += (c as Buffer).length;
+      if (size > MAX_MANIFEST_BYTES) return this.deny(res, 413, 'MANIFEST_INVALID', `slipway gate: manifest over ${MAX_MANIFEST_BYTES} bytes`);
+      chunks.push(c as Buffer);
+    }
+    const body = Buffer.concat(chunks);
+    let manifest: ParsedManifest;
+    try {
+      manifest = parseManifest(body, digestOf(body), req.headers['content-type'], `${repo} manifest`);
+    } catch (err) {
+      return this.deny(res, 400, 'MANIFEST_INVALID', `slipway gate: ${(err as Error).message}`);
+    }
+    let v: GateVerdict;
+    try {
+      v = await this.judge(repo, manifest);
+    } catch (err) {
+      this.log(`error ${repo}@${manifest.digest}: ${(err as Error).message}`);
+      return this.deny(res, 400, 'MANIFEST_BLOB_UNKNOWN', `slipway gate: cannot judge ${manifest.digest}: ${(err as Error).message}`);
+    }
+    this.log(`${v.verdict} ${repo}:${m[2]} ${manifest.digest} (${v.findings.length} findings${v.cached ? ', cached' : ''})`);
+    if (v.verdict === 'deny') {
+      this.stats.denied++;
+      const denied = v.findings.filter((f) => f.severity === 'deny');
+      const message = `denied by restrictions ${this.o.restrictions.metadata.name}: ${denied.map((f) => `${f.rule}${f.path ? ` /${f.path}` : ''}: ${f.message}`).join('; ')}`;
+      return this.deny(res, 403, 'DENIED', message, { verdict: v.verdict, findings: v.findings });
+    }
+    this.forward(req, res, body);
+  }
+
+  listen(port: number, host = '127.0.0.1'): Promise<number> {
+    this.server = createServer((req, res) => {
+      this.handle(req, res).catch((err: Error) => {
+        if (!res.headersSent) this.deny(res, 500, 'UNKNOWN', `slipway gate: ${err.message}`);
+        else res.destroy();
+      });
+    });
+    return new Promise((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(port, host, () => resolve((this.server!.address() as { port: number }).port));
+    });
+  }
+
+  close(): Promise<void> {
+    this.server?.closeAllConnections();
+    return new Promise((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+}
+
