@@ -12,7 +12,7 @@ import { digestOf, type Digest } from '../oci/digest.js';
 import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type ParsedManifest } from '../oci/types.js';
 import type { Restrictions } from '../restrictions/document.js';
 import { evaluate, type Finding, type Verdict } from '../restrictions/evaluate.js';
-import { FactsCache } from '../restrictions/layer-facts.js';
+import { FactsCache, watchBlob } from '../restrictions/layer-facts.js';
 import { reportText } from '../restrictions/report.js';
 import type { AllowedBase } from '../restrictions/rules.js';
 import { imageSubject } from '../restrictions/subject.js';
@@ -36,9 +36,12 @@ export interface GateVerdict {
   findings: Finding[];
   text: string;
   cached?: boolean;
+  /** Layers judged from facts gathered while they were uploaded, and layers read back from upstream. */
+  layers?: { watched: number; read: number };
 }
 
 const MANIFEST_PUT = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
+const UPLOAD = /^\/v2\/(.+)\/blobs\/uploads\/([^/?]+)$/;
 
 /** An image source for a manifest not yet upstream: its own bytes, everything else from the registry. */
 function pendingSource(client: RegistryClient, repo: string, top: ParsedManifest): ImageSource {
@@ -73,6 +76,8 @@ export class RegistryGate {
       this.stats.cached++;
       return { ...hit, cached: true };
     }
+    await Promise.all(this.pending.values());
+    const [hits, misses] = [this.facts.hits, this.facts.misses];
     await this.client.authorize([`repository:${repo}:pull`]);
     const src = pendingSource(this.client, repo, m);
     const children = m.kind === 'index' ? m.index.manifests.map((d) => d.digest) : [m.digest];
@@ -86,7 +91,7 @@ export class RegistryGate {
       texts.push(reportText(report));
     }
     const verdict: Verdict = findings.some((f) => f.severity === 'deny') ? 'deny' : findings.some((f) => f.severity === 'warn') ? 'warn' : 'allow';
-    const v = { verdict, findings, text: texts.join('\n') };
+    const v = { verdict, findings, text: texts.join('\n'), layers: { watched: this.facts.hits - hits, read: this.facts.misses - misses } };
     this.stats.judged++;
     this.verdicts.set(m.digest, v);
     return v;
@@ -100,14 +105,47 @@ export class RegistryGate {
     return false;
   }
 
+  /** Uploads in progress, each watched as it streams by, so its layer is judged without reading it again. */
+  private readonly uploads = new Map<string, ReturnType<typeof watchBlob>>();
+  /** Blobs whose facts are being finished: a manifest naming them waits rather than reading them again. */
+  private readonly pending = new Map<string, Promise<void>>();
+
+  /**
+   * Blob upload requests (PATCH chunks, the final PUT) go upstream untouched while a copy of their
+   * bytes feeds the layer scanner; when the registry accepts the blob under its digest, the facts
+   * are cached, and the manifest PUT that names it finds them there.
+   */
+  private watchUpload(req: IncomingMessage, res: ServerResponse, id: string): void {
+    const url = new URL(req.url ?? '/', 'http://gate');
+    let w = this.uploads.get(id);
+    if (!w) {
+      w = watchBlob(`upload ${id}`);
+      this.uploads.set(id, w);
+    }
+    const watcher = w;
+    req.pipe(watcher.input, { end: false });
+    const digest = req.method === 'PUT' ? url.searchParams.get('digest') : null;
+    if (digest === null) return this.forward(req, res);
+    this.forward(req, res, undefined, (status) => {
+      this.uploads.delete(id);
+      req.once('end', () => watcher.input.end());
+      if (req.readableEnded) watcher.input.end();
+      const done = watcher.finish(digest).then(async (facts) => {
+        if (facts && status === 201) await this.facts.put(facts);
+      }).catch((err: Error) => this.log(`could not keep the facts of ${digest}: ${err.message}`)).finally(() => this.pending.delete(digest));
+      this.pending.set(digest, done);
+    });
+  }
+
   /** Forwards a request upstream, streaming both ways; Location headers are pointed back at the gate. */
-  private forward(req: IncomingMessage, res: ServerResponse, body?: Buffer): void {
+  private forward(req: IncomingMessage, res: ServerResponse, body?: Buffer, onStatus?: (status: number) => void): void {
     const up = this.o.upstream;
     const headers = { ...req.headers, host: up.host };
     if (this.o.token) delete headers.authorization;
     if (body) headers['content-length'] = String(body.length);
     const send = up.protocol === 'https:' ? httpsRequest : httpRequest;
     const out = send({ protocol: up.protocol, hostname: up.hostname, port: up.port, method: req.method, path: req.url, headers }, (r) => {
+      onStatus?.(r.statusCode ?? 0);
       const h = { ...r.headers };
       if (typeof h.location === 'string' && h.location.startsWith(up.origin)) h.location = h.location.slice(up.origin.length);
       res.writeHead(r.statusCode ?? 502, h);
@@ -131,7 +169,10 @@ export class RegistryGate {
       res.setHeader('www-authenticate', 'Basic realm="slipway gate"');
       return this.deny(res, 401, 'UNAUTHORIZED', 'slipway gate: a token is required (Bearer, or as the password)');
     }
-    const m = req.method === 'PUT' ? MANIFEST_PUT.exec((req.url ?? '').split('?')[0]!) : null;
+    const path = (req.url ?? '').split('?')[0]!;
+    const upload = req.method === 'PATCH' || req.method === 'PUT' ? UPLOAD.exec(path) : null;
+    if (upload) return this.watchUpload(req, res, upload[2]!);
+    const m = req.method === 'PUT' ? MANIFEST_PUT.exec(path) : null;
     if (!m) return this.forward(req, res);
     const repo = m[1]!;
     const chunks: Buffer[] = [];
@@ -155,7 +196,7 @@ export class RegistryGate {
       this.log(`error ${repo}@${manifest.digest}: ${(err as Error).message}`);
       return this.deny(res, 400, 'MANIFEST_BLOB_UNKNOWN', `slipway gate: cannot judge ${manifest.digest}: ${(err as Error).message}`);
     }
-    this.log(`${v.verdict} ${repo}:${m[2]} ${manifest.digest} (${v.findings.length} findings${v.cached ? ', cached' : ''})`);
+    this.log(`${v.verdict} ${repo}:${m[2]} ${manifest.digest} (${v.findings.length} findings${v.cached ? ', cached' : `; layers: ${v.layers?.watched ?? 0} seen on upload, ${v.layers?.read ?? 0} read back`})`);
     if (v.verdict === 'deny') {
       this.stats.denied++;
       const denied = v.findings.filter((f) => f.severity === 'deny');

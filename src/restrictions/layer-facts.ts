@@ -9,7 +9,7 @@ import { createReadStream, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { PassThrough } from 'node:stream';
-import { hexOf, VerifyingStream, type Digest } from '../oci/digest.js';
+import { Hasher, hexOf, VerifyingStream, type Digest } from '../oci/digest.js';
 import { decompress } from '../oci/compression.js';
 import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from '../oci/tar/extract.js';
 import type { EntryType } from '../oci/tar/header.js';
@@ -70,38 +70,42 @@ async function* counted(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   }
 }
 
+/** Parses an uncompressed-or-compressed layer stream into facts (the digest is the caller's to prove). */
+async function readFacts(out: AsyncIterable<Buffer>, digest: string, where: string): Promise<LayerFacts> {
+  const facts: LayerFacts = { version: FACTS_VERSION, digest, uncompressedSize: 0, entries: 0, paths: [], notable: [], whiteouts: [], opaque: [], captured: {} };
+  for await (const entry of readTar(counted(decompress(out, where, { chunkSize: INFLATE_CHUNK })), where, limitsFromEnv())) {
+    const h = entry.header;
+    facts.entries++;
+    facts.uncompressedSize += h.size;
+    const slash = h.path.lastIndexOf('/');
+    const base = h.path.slice(slash + 1);
+    if (base.startsWith(WHITEOUT_PREFIX)) {
+      const dir = h.path.slice(0, slash + 1);
+      if (base === OPAQUE_WHITEOUT) facts.opaque.push(dir.slice(0, -1));
+      else facts.whiteouts.push(dir + base.slice(WHITEOUT_PREFIX.length));
+      continue;
+    }
+    facts.paths.push(h.type === 'dir' ? `${h.path}/` : h.path);
+    const f: FileFact = { path: h.path, type: h.type, mode: h.mode, uid: h.uid, gid: h.gid };
+    if (h.xattrs?.['security.capability']) f.cap = true;
+    if (isNotable(f)) facts.notable.push(f);
+    if (h.type === 'file' && h.size <= MAX_CAPTURE && (CAPTURED as readonly string[]).includes(h.path)) {
+      const chunks: Buffer[] = [];
+      for await (const c of entry.body) chunks.push(c);
+      facts.captured[h.path as (typeof CAPTURED)[number]] = Buffer.concat(chunks).toString('utf8');
+    }
+  }
+  return facts;
+}
+
 /** Reads one layer blob as a stream, verified against its digest, into facts. */
 export async function scanLayer(src: ImageSource, desc: Descriptor, where: string): Promise<LayerFacts> {
-  const facts: LayerFacts = { version: FACTS_VERSION, digest: desc.digest, uncompressedSize: 0, entries: 0, paths: [], notable: [], whiteouts: [], opaque: [], captured: {} };
   const file = src.blobFile?.(desc);
   const blob = file ? createReadStream(file, { highWaterMark: READ_CHUNK }) : await src.getBlob(desc);
   const verify = new VerifyingStream(desc.digest as Digest, desc.size, where);
   const out = new PassThrough({ highWaterMark: 256 * 1024 });
   const flowing = pipeline(blob, verify, out);
-  const reading = (async () => {
-    for await (const entry of readTar(counted(decompress(out, where, { chunkSize: INFLATE_CHUNK })), where, limitsFromEnv())) {
-      const h = entry.header;
-      facts.entries++;
-      facts.uncompressedSize += h.size;
-      const slash = h.path.lastIndexOf('/');
-      const base = h.path.slice(slash + 1);
-      if (base.startsWith(WHITEOUT_PREFIX)) {
-        const dir = h.path.slice(0, slash + 1);
-        if (base === OPAQUE_WHITEOUT) facts.opaque.push(dir.slice(0, -1));
-        else facts.whiteouts.push(dir + base.slice(WHITEOUT_PREFIX.length));
-        continue;
-      }
-      facts.paths.push(h.type === 'dir' ? `${h.path}/` : h.path);
-      const f: FileFact = { path: h.path, type: h.type, mode: h.mode, uid: h.uid, gid: h.gid };
-      if (h.xattrs?.['security.capability']) f.cap = true;
-      if (isNotable(f)) facts.notable.push(f);
-      if (h.type === 'file' && h.size <= MAX_CAPTURE && (CAPTURED as readonly string[]).includes(h.path)) {
-        const chunks: Buffer[] = [];
-        for await (const c of entry.body) chunks.push(c);
-        facts.captured[h.path as (typeof CAPTURED)[number]] = Buffer.concat(chunks).toString('utf8');
-      }
-    }
-  })();
+  const reading = readFacts(out, desc.digest, where);
   // Both must finish: the reader judges the content, the pipeline proves it is the digest's.
   const [piped, read] = await Promise.allSettled([flowing, reading]);
   if (read.status === 'rejected') {
@@ -109,7 +113,40 @@ export async function scanLayer(src: ImageSource, desc: Descriptor, where: strin
     throw read.reason;
   }
   if (piped.status === 'rejected') throw piped.reason;
-  return facts;
+  return read.value;
+}
+
+/**
+ * Facts of a blob seen passing by (the gate watching an upload), before its digest is known: the
+ * bytes are hashed as they go, and `finish` gives the facts only if they are the digest's.
+ */
+export function watchBlob(where: string): { input: PassThrough; finish: (digest: string) => Promise<LayerFacts | undefined> } {
+  const input = new PassThrough({ highWaterMark: 256 * 1024 });
+  const hasher = new Hasher();
+  const hashed = new PassThrough({ highWaterMark: 256 * 1024 });
+  hashed.on('error', () => undefined); // a reader that gave up destroys it; the upload goes on
+  input.on('data', (c: Buffer) => {
+    hasher.update(c);
+    if (hashed.destroyed) return;
+    if (!hashed.write(c)) {
+      input.pause();
+      hashed.once('drain', () => input.resume());
+    }
+  });
+  input.on('end', () => hashed.end());
+  // Not a layer (a config, an artifact), or not ours to judge: no facts, and nothing fails.
+  const reading = readFacts(hashed, '', where).catch(() => {
+    hashed.destroy();
+    input.resume();
+    return undefined;
+  });
+  return {
+    input,
+    finish: async (digest) => {
+      const facts = await reading;
+      return facts && hasher.digest() === digest ? { ...facts, digest } : undefined;
+    },
+  };
 }
 
 /** Layer facts cached by digest under $SLIPWAY_HOME/cache/layer-facts. */
