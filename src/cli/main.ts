@@ -10,6 +10,7 @@ import { registerRebaseCommand } from './rebase.js';
 import { registerCheckCommands } from './check.js';
 import { registerDynoCommands } from './dynos.js';
 import { registerGateCommand } from './gate.js';
+import { registerAdmissionCommand } from './admission.js';
 
 export interface Globals {
   json: boolean;
@@ -40,6 +41,7 @@ export async function main(argv: string[]): Promise<number> {
   registerCheckCommands(program, globals);
   registerDynoCommands(program, globals);
   registerGateCommand(program, globals);
+  registerAdmissionCommand(program, globals);
   for (const c of program.commands) c.exitOverride().showHelpAfterError();
   for (const c of program.commands.flatMap((c) => c.commands)) c.exitOverride();
 
