@@ -7,6 +7,7 @@ import { busyboxWebApp } from './helpers/apps.js';
 import { busyboxRootfs } from './helpers/buildpacks.js';
 import { BIN, ok, run, slipway } from './helpers/cli.js';
 import { freePort, startRegistry, type Registry } from './helpers/registry.js';
+import { fileEntry, tarOf, writeImage, writeIndex } from './helpers/images.js';
 import { tempDir } from './helpers/tmp.js';
 
 interface Gate {
@@ -87,6 +88,22 @@ describe('the registry gate in front of docker-registry', () => {
     await ok(slipway(h, ['-q', 'export', 'web', `docker://${gate.host}/apps/web:1`]));
     expect(await inRegistry(`${reg.host}/apps/web:1`)).toBe(true);
     expect(await inRegistry(`${gate.host}/apps/web:1`)).toBe(true);
+  });
+
+  it('judges a multi-platform index by each child', async () => {
+    const dir = join(await tempDir(), 'oci');
+    const clean = await writeImage(dir, 'amd', [await tarOf([fileEntry('bin/tool', 'x', { mode: 0o755 })])]);
+    const suid = await writeImage(dir, 'arm', [await tarOf([fileEntry('bin/tool', 'x', { mode: 0o4755 })])], { arch: 'arm64' });
+    await writeIndex(dir, 'mixed', [{ image: clean, arch: 'amd64' }, { image: suid, arch: 'arm64' }]);
+    await writeIndex(dir, 'clean', [{ image: clean, arch: 'amd64' }]);
+    const policy = join(await tempDir(), 'suid.yaml');
+    await writeFile(policy, 'apiVersion: slipway/v1\nkind: Restrictions\nmetadata: {name: no-suid}\nrules:\n  files.setuid: {severity: deny}\n');
+    const gate = await startGate(home, reg.host, ['-r', policy]);
+    const mixed = await skopeo(`oci:${dir}:mixed`, `docker://${gate.host}/multi/app:1`, ['--all']);
+    expect(mixed.code).not.toBe(0);
+    expect(mixed.stderr).toMatch(/denied by restrictions no-suid: files\.setuid \/bin\/tool/);
+    expect(await inRegistry(`${reg.host}/multi/app:1`)).toBe(false);
+    await ok(skopeo(`oci:${dir}:clean`, `docker://${gate.host}/multi/app:2`, ['--all']));
   });
 
   it('requires its token when given one', async () => {
