@@ -8,6 +8,9 @@ import { AppLog, readLog, splitLong, MAX_LINE } from '../src/runtime/logs.js';
 import { Router } from '../src/runtime/router.js';
 import { tempDir } from './helpers/tmp.js';
 
+/** Router lines are written once per turn of the event loop. */
+const flushed = (): Promise<void> => new Promise((r) => setImmediate(r));
+
 const servers: Server[] = [];
 const routers: Router[] = [];
 const sockets: import('node:stream').Duplex[] = [];
@@ -56,6 +59,7 @@ describe('the router', () => {
     const { port, home } = await router();
     const r = await get(port);
     expect(r.status).toBe(503);
+    await flushed();
     expect(readLog(home, 'app').at(-1)!.line).toMatch(/^at=error code=H10 desc="App crashed" .*status=503 .*method=GET path="\/x\?y=1"/);
   });
 
@@ -74,6 +78,7 @@ describe('the router', () => {
     expect(Math.abs(Number(last['x-request-start']) - Date.now())).toBeLessThan(5000);
     await get(port, { 'x-request-id': 'bad id' });
     expect(seen.at(-1)!['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    await flushed();
     expect(readLog(home, 'app').at(-1)!.line).toMatch(/^at=info dyno=web\.\d connect=\d+ms service=\d+ms status=200 bytes=5 /);
   });
 
@@ -82,6 +87,7 @@ describe('the router', () => {
     r.add(await backend('web.1', () => undefined));
     const res = await get(port);
     expect(res.status).toBe(503);
+    await flushed();
     expect(readLog(home, 'app').some((l) => /code=H12 desc="Request timeout" dyno=web.1/.test(l.line))).toBe(true);
   });
 

@@ -54,6 +54,8 @@ export class AppLog {
   private size: number;
   private readonly listeners = new Set<(l: LogLine) => void>();
   private readonly files: { current: string; previous: string };
+  private pending: string[] = [];
+  private scheduled = false;
 
   constructor(home: string, app: string, private readonly maxBytes = DEFAULT_LOG_BYTES) {
     this.files = logFiles(home, app);
@@ -66,13 +68,41 @@ export class AppLog {
     for (const raw of text.split('\n')) {
       for (const line of splitLong(raw.replace(/\r$/, ''))) {
         const l: LogLine = { time: new Date().toISOString(), source, dyno, line };
-        const bytes = Buffer.from(`${formatLine(l)}\n`);
-        if (this.size + bytes.length > this.maxBytes / 2) this.rotate();
-        writeSync(this.fd, bytes);
-        this.size += bytes.length;
+        this.pending.push(`${formatLine(l)}\n`);
         for (const fn of this.listeners) fn(l);
       }
     }
+    // The router logs every request: its lines go out once per turn of the event loop; the
+    // platform's and the app's are written at once, so a reader never misses a state change.
+    if (source !== 'slipway' || dyno !== 'router') this.flush();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    if (this.pending.length === 0 || this.fd < 0) return;
+    let batch: string[] = [];
+    let batchBytes = 0;
+    const out = (): void => {
+      if (batch.length) writeSync(this.fd, batch.join(''));
+      this.size += batchBytes;
+      batch = [];
+      batchBytes = 0;
+    };
+    for (const line of this.pending) {
+      const n = Buffer.byteLength(line);
+      if (this.size + batchBytes + n > this.maxBytes / 2) {
+        out();
+        this.rotate();
+      }
+      batch.push(line);
+      batchBytes += n;
+    }
+    out();
+    this.pending = [];
   }
 
   /** A writer that turns a byte stream into lines from one dyno (partial lines wait for their end). */
@@ -112,7 +142,9 @@ export class AppLog {
   }
 
   close(): void {
+    this.flush();
     closeSync(this.fd);
+    this.fd = -1;
   }
 }
 
