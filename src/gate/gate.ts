@@ -190,13 +190,14 @@ export class RegistryGate {
       return this.deny(res, 400, 'MANIFEST_INVALID', `slipway gate: ${(err as Error).message}`);
     }
     let v: GateVerdict;
+    const started = Date.now();
     try {
       v = await this.judge(repo, manifest);
     } catch (err) {
       this.log(`error ${repo}@${manifest.digest}: ${(err as Error).message}`);
       return this.deny(res, 400, 'MANIFEST_BLOB_UNKNOWN', `slipway gate: cannot judge ${manifest.digest}: ${(err as Error).message}`);
     }
-    this.log(`${v.verdict} ${repo}:${m[2]} ${manifest.digest} (${v.findings.length} findings${v.cached ? ', cached' : `; layers: ${v.layers?.watched ?? 0} seen on upload, ${v.layers?.read ?? 0} read back`})`);
+    this.log(`${v.verdict} ${repo}:${m[2]} ${manifest.digest} in ${Date.now() - started} ms (${v.findings.length} findings${v.cached ? ', cached' : `; layers: ${v.layers?.watched ?? 0} seen on upload, ${v.layers?.read ?? 0} read back`})`);
     if (v.verdict === 'deny') {
       this.stats.denied++;
       const denied = v.findings.filter((f) => f.severity === 'deny');
