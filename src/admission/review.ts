@@ -6,6 +6,7 @@
  */
 import type { Restrictions } from '../restrictions/document.js';
 import type { Verdict } from '../restrictions/evaluate.js';
+import { capName, isEngineSocket } from '../restrictions/rules.js';
 
 export interface AdmissionRequest {
   uid: string;
@@ -41,7 +42,6 @@ interface PodSpec {
   volumes?: { name?: string; hostPath?: { path?: string }; persistentVolumeClaim?: unknown }[];
 }
 
-const ENGINE_SOCKETS = ['/var/run/docker.sock', '/run/docker.sock', '/run/containerd/containerd.sock', '/var/run/containerd/containerd.sock', '/run/podman/podman.sock', '/var/run/crio/crio.sock', '/run/crio/crio.sock'];
 
 /** The pod spec inside whatever kind of object was sent. */
 export function podSpecOf(kind: string, object: Record<string, unknown>): PodSpec | undefined {
@@ -63,7 +63,6 @@ export function podSpecOf(kind: string, object: Record<string, unknown>): PodSpe
   }
 }
 
-const capName = (c: string): string => (c.startsWith('CAP_') ? c : `CAP_${c}`);
 
 /** What the document says about a pod spec, before its images are judged. */
 export function judgePodSpec(doc: Restrictions, pod: PodSpec, opts: { requireDigests?: boolean } = {}): Decision {
@@ -93,7 +92,7 @@ export function judgePodSpec(doc: Restrictions, pod: PodSpec, opts: { requireDig
   for (const v of pod.volumes ?? []) {
     const path = v.hostPath?.path;
     if (path !== undefined && !mounts.includes(path)) {
-      put(r['privileges.host-mounts'], 'privileges.host-mounts', ENGINE_SOCKETS.includes(path) ? `volume ${v.name} mounts the container engine socket ${path}: that is root on the host` : `volume ${v.name} mounts host path ${path}`);
+      put(r['privileges.host-mounts'], 'privileges.host-mounts', isEngineSocket(path) ? `volume ${v.name} mounts the container engine socket ${path}: that is root on the host` : `volume ${v.name} mounts host path ${path}`);
     }
     if (v.persistentVolumeClaim) put(r['disk.volumes'], 'disk.volumes', `volume ${v.name} is a persistent volume claim`);
   }

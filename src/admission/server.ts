@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
+import { closeServer, listenOn } from '../listen.js';
 import type { Restrictions } from '../restrictions/document.js';
 import { evaluate, type Verdict } from '../restrictions/evaluate.js';
 import { FactsCache } from '../restrictions/layer-facts.js';
@@ -74,14 +75,10 @@ export class AdmissionWebhook {
         );
       });
     });
-    return new Promise((resolve, reject) => {
-      this.server!.once('error', reject);
-      this.server!.listen(port, host, () => resolve((this.server!.address() as { port: number }).port));
-    });
+    return listenOn(this.server, port, host);
   }
 
   close(): Promise<void> {
-    this.server?.closeAllConnections();
-    return new Promise((r) => (this.server ? this.server.close(() => r()) : r()));
+    return closeServer(this.server);
   }
 }

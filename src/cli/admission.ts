@@ -1,10 +1,7 @@
 import type { Command } from 'commander';
-import { SlipwayError, UsageError } from '../errors.js';
 import { AdmissionWebhook } from '../admission/server.js';
-import { resolveAllowedBases } from '../restrictions/subject.js';
-import { restrictionsFor } from './check.js';
 import type { Globals } from './main.js';
-import { registryOptions, withDb } from './shared.js';
+import { enforcedRestrictions, listenAddress, print, registryOptions, serveUntilSignalled, serverLog } from './shared.js';
 
 export function registerAdmissionCommand(program: Command, globals: () => Globals): void {
   program
@@ -19,11 +16,8 @@ export function registerAdmissionCommand(program: Command, globals: () => Global
     .option('--insecure', 'allow plain HTTP to non-loopback registries')
     .action(async (o: { listen: string; tlsCert: string; tlsKey: string; restrictions?: string; requireDigests?: boolean; creds?: string; insecure?: boolean }) => {
       const g = globals();
-      const m = /^(.*):(\d+)$/.exec(o.listen);
-      if (!m) throw new UsageError(`--listen ${o.listen}: use HOST:PORT`);
-      const doc = restrictionsFor(g.home, o.restrictions);
-      if (!doc) throw new SlipwayError('no restrictions for the webhook', { hint: 'give --restrictions FILE|PRESET or set a host default' });
-      const allowedBases = await withDb(g, (db) => resolveAllowedBases(doc, db, g.home));
+      const at = listenAddress(o.listen);
+      const { doc, allowedBases } = await enforcedRestrictions(g, o.restrictions, 'webhook');
       const hook = new AdmissionWebhook({
         restrictions: doc,
         home: g.home,
@@ -32,13 +26,10 @@ export function registerAdmissionCommand(program: Command, globals: () => Global
         allowedBases,
         registry: registryOptions(o),
         requireDigests: o.requireDigests === true,
-        log: (line) => process.stderr.write(`${new Date().toISOString()} slipway[admission]: ${line}\n`),
+        log: serverLog('admission'),
       });
-      const port = await hook.listen(Number(m[2]), m[1]);
-      process.stdout.write(g.json ? `${JSON.stringify({ listening: `${m[1]}:${port}`, restrictions: doc.metadata.name })}\n` : `admission webhook on https://${m[1]}:${port}/validate, judging with ${doc.metadata.name}\n`);
-      const stop = (): void => void hook.close().then(() => process.exit(0));
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-      await new Promise(() => undefined);
+      const port = await hook.listen(at.port, at.host);
+      print(g, { listening: `${at.host}:${port}`, restrictions: doc.metadata.name }, `admission webhook on https://${at.host}:${port}/validate, judging with ${doc.metadata.name}`);
+      await serveUntilSignalled(() => hook.close());
     });
 }

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { restrictionsFor } from './check.js';
+import { restrictionsFor } from '../restrictions/source.js';
 import { bootstrapStack, DEFAULT_STACK } from './stack.js';
 import { build, type BuildDirs } from '../buildpack/build.js';
 import type { BuildRuntime } from '../buildpack/step.js';

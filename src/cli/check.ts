@@ -4,12 +4,11 @@ import { SlipwayError, UsageError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { parsePlatform } from '../oci/platform.js';
 import { builtRelease } from '../release/releases.js';
-import type { Restrictions } from '../restrictions/document.js';
 import { judge } from '../restrictions/enforce.js';
 import { FactsCache } from '../restrictions/layer-facts.js';
 import { reportJson, reportSarif, reportText } from '../restrictions/report.js';
 import type { Subject } from '../restrictions/rules.js';
-import { hostRestrictions, hostRestrictionsPath, hostRestrictionsText, loadRestrictions, presetNames, setHostRestrictions } from '../restrictions/source.js';
+import { hostRestrictions, hostRestrictionsPath, hostRestrictionsText, presetNames, restrictionsFor, setHostRestrictions } from '../restrictions/source.js';
 import { appDirSubject, imageSubject, releaseSubject, slugSubject, type ScanOptions } from '../restrictions/subject.js';
 import { openDb, type Db } from '../store/db.js';
 import { openSource } from '../transport/open.js';
@@ -17,11 +16,6 @@ import type { Globals } from './main.js';
 import { print, registryOptions, withDb } from './shared.js';
 
 const TRANSPORT = /^(oci|docker-archive|docker|dir):/;
-
-/** The document to judge against: the flag (file or preset), else the host default. */
-export function restrictionsFor(home: string, spec: string | undefined): Restrictions | undefined {
-  return spec !== undefined ? loadRestrictions(spec) : hostRestrictions(home);
-}
 
 /** Reads a target into a Subject: app dir, slug:APP[@vN], APP[@vN] in the store, or any image reference. */
 type TargetOptions = ScanOptions & { platform?: string | undefined; creds?: string | undefined; insecure?: boolean | undefined };

@@ -13,7 +13,7 @@ import { openDynoRuntime, type RuntimeChoice } from '../runtime/open.js';
 import { Router } from '../runtime/router.js';
 import { exitStatus, Supervisor, type DynoStatus } from '../runtime/supervisor.js';
 import { checkAppName } from '../release/apps.js';
-import { restrictionsFor } from './check.js';
+import { restrictionsFor } from '../restrictions/source.js';
 import { table } from './format.js';
 import type { Globals } from './main.js';
 import { print, withDb } from './shared.js';

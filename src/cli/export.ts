@@ -14,7 +14,7 @@ import { UsageError } from '../errors.js';
 import { getFormation } from '../release/formation.js';
 import { kubeManifests } from '../kube/manifests.js';
 import { writeManifests } from '../kube/write.js';
-import { restrictionsFor } from './check.js';
+import { restrictionsFor } from '../restrictions/source.js';
 import { judge, refuseIfDenied } from '../restrictions/enforce.js';
 import { FactsCache } from '../restrictions/layer-facts.js';
 import { releaseSubject } from '../restrictions/subject.js';

@@ -1,11 +1,9 @@
 import type { Command } from 'commander';
-import { SlipwayError, UsageError } from '../errors.js';
+import { UsageError } from '../errors.js';
 import { RegistryGate } from '../gate/gate.js';
-import { resolveAllowedBases } from '../restrictions/subject.js';
 import { parseCredsFlag } from '../transport/registry/auth.js';
-import { restrictionsFor } from './check.js';
 import type { Globals } from './main.js';
-import { withDb } from './shared.js';
+import { enforcedRestrictions, listenAddress, print, serveUntilSignalled, serverLog } from './shared.js';
 
 export function registerGateCommand(program: Command, globals: () => Globals): void {
   program
@@ -24,11 +22,8 @@ export function registerGateCommand(program: Command, globals: () => Globals): v
       } catch {
         throw new UsageError(`--upstream ${o.upstream}: not a URL`, 'e.g. http://127.0.0.1:5000');
       }
-      const m = /^(.*):(\d+)$/.exec(o.listen);
-      if (!m) throw new UsageError(`--listen ${o.listen}: use HOST:PORT`);
-      const doc = restrictionsFor(g.home, o.restrictions);
-      if (!doc) throw new SlipwayError('no restrictions for the gate', { hint: 'give --restrictions FILE|PRESET or set a host default' });
-      const allowedBases = await withDb(g, (db) => resolveAllowedBases(doc, db, g.home));
+      const at = listenAddress(o.listen);
+      const { doc, allowedBases } = await enforcedRestrictions(g, o.restrictions, 'gate');
       const gate = new RegistryGate({
         upstream,
         restrictions: doc,
@@ -36,13 +31,10 @@ export function registerGateCommand(program: Command, globals: () => Globals): v
         allowedBases,
         ...(o.token && { token: o.token }),
         ...(o.upstreamCreds && { upstreamRegistry: { credentials: parseCredsFlag(o.upstreamCreds) } }),
-        log: (line) => process.stderr.write(`${new Date().toISOString()} slipway[gate]: ${line}\n`),
+        log: serverLog('gate'),
       });
-      const port = await gate.listen(Number(m[2]), m[1]);
-      process.stdout.write(g.json ? `${JSON.stringify({ listening: `${m[1]}:${port}`, upstream: upstream.origin, restrictions: doc.metadata.name })}\n` : `gate on http://${m[1]}:${port} → ${upstream.origin}, judging pushes with ${doc.metadata.name}\n`);
-      const stop = (): void => void gate.close().then(() => process.exit(0));
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-      await new Promise(() => undefined);
+      const port = await gate.listen(at.port, at.host);
+      print(g, { listening: `${at.host}:${port}`, upstream: upstream.origin, restrictions: doc.metadata.name }, `gate on http://${at.host}:${port} → ${upstream.origin}, judging pushes with ${doc.metadata.name}`);
+      await serveUntilSignalled(() => gate.close());
     });
 }

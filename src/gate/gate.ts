@@ -10,10 +10,10 @@ import { request as httpsRequest } from 'node:https';
 
 import { digestOf, type Digest } from '../oci/digest.js';
 import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type ParsedManifest } from '../oci/types.js';
+import { closeServer, listenOn } from '../listen.js';
 import type { Restrictions } from '../restrictions/document.js';
-import { evaluate, type Finding, type Verdict } from '../restrictions/evaluate.js';
+import { evaluate, verdictOf, type Finding, type Verdict } from '../restrictions/evaluate.js';
 import { FactsCache, watchBlob } from '../restrictions/layer-facts.js';
-import { reportText } from '../restrictions/report.js';
 import type { AllowedBase } from '../restrictions/rules.js';
 import { imageSubject } from '../restrictions/subject.js';
 import { RegistryClient, type RegistryOptions } from '../transport/registry/client.js';
@@ -34,7 +34,6 @@ export interface GateOptions {
 export interface GateVerdict {
   verdict: Verdict;
   findings: Finding[];
-  text: string;
   cached?: boolean;
   /** Layers judged from facts gathered while they were uploaded, and layers read back from upstream. */
   layers?: { watched: number; read: number };
@@ -58,7 +57,6 @@ export class RegistryGate {
   private readonly verdicts = new Map<string, GateVerdict>();
   private readonly facts: FactsCache;
   private readonly client: RegistryClient;
-  readonly stats = { judged: 0, cached: 0, denied: 0 };
 
   constructor(private readonly o: GateOptions) {
     this.facts = new FactsCache(o.home);
@@ -72,27 +70,20 @@ export class RegistryGate {
   /** Judges a manifest (an index: each child) against the document; cached by digest. */
   async judge(repo: string, m: ParsedManifest): Promise<GateVerdict> {
     const hit = this.verdicts.get(m.digest);
-    if (hit) {
-      this.stats.cached++;
-      return { ...hit, cached: true };
-    }
+    if (hit) return { ...hit, cached: true };
     await Promise.all(this.pending.values());
     const [hits, misses] = [this.facts.hits, this.facts.misses];
     await this.client.authorize([`repository:${repo}:pull`]);
     const src = pendingSource(this.client, repo, m);
     const children = m.kind === 'index' ? m.index.manifests.map((d) => d.digest) : [m.digest];
     const findings: Finding[] = [];
-    const texts: string[] = [];
     for (const child of children) {
       const top = child === m.digest ? m : await this.client.getManifest(repo, child);
       const subject = await imageSubject(src, { cache: this.facts, top, kind: 'image' });
       const report = evaluate(this.o.restrictions, { ...subject, name: `${repo}@${top.digest}` }, { allowedBases: this.o.allowedBases ?? [] });
       findings.push(...report.findings);
-      texts.push(reportText(report));
     }
-    const verdict: Verdict = findings.some((f) => f.severity === 'deny') ? 'deny' : findings.some((f) => f.severity === 'warn') ? 'warn' : 'allow';
-    const v = { verdict, findings, text: texts.join('\n'), layers: { watched: this.facts.hits - hits, read: this.facts.misses - misses } };
-    this.stats.judged++;
+    const v = { verdict: verdictOf(findings), findings, layers: { watched: this.facts.hits - hits, read: this.facts.misses - misses } };
     this.verdicts.set(m.digest, v);
     return v;
   }
@@ -199,7 +190,6 @@ export class RegistryGate {
     }
     this.log(`${v.verdict} ${repo}:${m[2]} ${manifest.digest} in ${Date.now() - started} ms (${v.findings.length} findings${v.cached ? ', cached' : `; layers: ${v.layers?.watched ?? 0} seen on upload, ${v.layers?.read ?? 0} read back`})`);
     if (v.verdict === 'deny') {
-      this.stats.denied++;
       const denied = v.findings.filter((f) => f.severity === 'deny');
       const message = `denied by restrictions ${this.o.restrictions.metadata.name}: ${denied.map((f) => `${f.rule}${f.path ? ` /${f.path}` : ''}: ${f.message}`).join('; ')}`;
       return this.deny(res, 403, 'DENIED', message, { verdict: v.verdict, findings: v.findings });
@@ -214,15 +204,11 @@ export class RegistryGate {
         else res.destroy();
       });
     });
-    return new Promise((resolve, reject) => {
-      this.server!.once('error', reject);
-      this.server!.listen(port, host, () => resolve((this.server!.address() as { port: number }).port));
-    });
+    return listenOn(this.server, port, host);
   }
 
   close(): Promise<void> {
-    this.server?.closeAllConnections();
-    return new Promise((r) => (this.server ? this.server.close(() => r()) : r()));
+    return closeServer(this.server);
   }
 }
 

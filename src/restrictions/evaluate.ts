@@ -44,6 +44,11 @@ function waiverFor(waivers: Waiver[], f: Finding, today: string): { waiver?: Wai
 
 const SEVERITY_ORDER: Record<FindingSeverity, number> = { deny: 0, warn: 1, info: 2 };
 
+/** deny if any finding denies, warn if any warns, else allow (info never counts). */
+export function verdictOf(findings: Finding[]): Verdict {
+  return findings.some((f) => f.severity === 'deny') ? 'deny' : findings.some((f) => f.severity === 'warn') ? 'warn' : 'allow';
+}
+
 export function evaluate(doc: Restrictions, subject: Subject, ctx: RuleContext, now = new Date()): Report {
   const findings: Finding[] = [];
   const rules = doc.rules as Partial<Record<RuleId, RuleParams<RuleId>>>;
@@ -82,6 +87,5 @@ export function evaluate(doc: Restrictions, subject: Subject, ctx: RuleContext, 
     }
   }
   findings.sort((a, b) => SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity] || RULE_IDS.indexOf(a.rule) - RULE_IDS.indexOf(b.rule) || (a.path ?? '').localeCompare(b.path ?? ''));
-  const verdict: Verdict = findings.some((f) => f.severity === 'deny') ? 'deny' : findings.some((f) => f.severity === 'warn') ? 'warn' : 'allow';
-  return { restrictions: doc.metadata.name, target: subject.name, kind: subject.kind, verdict, findings };
+  return { restrictions: doc.metadata.name, target: subject.name, kind: subject.kind, verdict: verdictOf(findings), findings };
 }

@@ -81,8 +81,11 @@ export function pathAllowed(path: string, allow: string[] | undefined): boolean 
 const owner = (f: FileFact): string => (f.uid === 0 ? 'root' : `uid ${f.uid}`);
 const kindOf = (f: FileFact): string => (f.type === 'dir' ? 'directory' : f.type === 'file' ? 'file' : f.type);
 const fmtBytes = (n: number): string => (n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`);
-const capName = (c: string): string => (c.startsWith('CAP_') ? c : `CAP_${c}`);
-const ENGINE_SOCKETS = ['var/run/docker.sock', 'run/docker.sock', 'run/containerd/containerd.sock', 'run/podman/podman.sock', 'var/run/crio/crio.sock', 'run/crio/crio.sock'];
+/** NET_ADMIN and CAP_NET_ADMIN are the same capability. */
+export const capName = (c: string): string => (c.startsWith('CAP_') ? c : `CAP_${c}`);
+const ENGINE_SOCKETS = ['var/run/docker.sock', 'run/docker.sock', 'run/containerd/containerd.sock', 'var/run/containerd/containerd.sock', 'run/podman/podman.sock', 'var/run/crio/crio.sock', 'run/crio/crio.sock'];
+/** Whether a host path is a container engine's socket: mounting it is root on the host. */
+export const isEngineSocket = (path: string): boolean => ENGINE_SOCKETS.includes(path.replace(/^\/+/, ''));
 
 function envKeys(s: Subject): string[] {
   return [...(s.config?.Env ?? []).map((e) => e.split('=')[0]!), ...(s.configVars ?? [])];
@@ -319,7 +322,7 @@ export const RULES: { [R in RuleId]: RuleDef<R> } = {
     why: 'host mounts reach outside the container; the engine socket is root on the host',
     fix: 'remove the path from requirements.hostMounts',
     check: (p, s) => (req(s).hostMounts ?? []).filter((m) => !pathAllowed(m.replace(/^\/+/, ''), p.allow))
-      .map((m) => ({ message: ENGINE_SOCKETS.includes(m.replace(/^\/+/, '')) ? `app.json mounts the container engine socket ${m}: that is root on the host` : `app.json requests host mount ${m}`, path: 'app/app.json' })),
+      .map((m) => ({ message: isEngineSocket(m) ? `app.json mounts the container engine socket ${m}: that is root on the host` : `app.json requests host mount ${m}`, path: 'app/app.json' })),
   },
   'privileges.privileged': {
     why: 'a privileged container is the host',

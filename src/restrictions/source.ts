@@ -23,11 +23,16 @@ export function presetNames(): string[] {
   return readdirSync(presetsDir()).filter((f) => f.endsWith('.yaml')).map((f) => f.slice(0, -5)).sort();
 }
 
+/** The file a spec names: the path itself, or a shipped preset. */
+function restrictionsPath(spec: string): string {
+  if (existsSync(spec)) return spec;
+  if (/^[a-z][a-z0-9-]*$/.test(spec) && presetNames().includes(spec)) return join(presetsDir(), `${spec}.yaml`);
+  throw new SlipwayError(`restrictions "${spec}" is neither a file nor a preset`, { hint: `presets: ${presetNames().join(', ')}` });
+}
+
 /** A file path, or a preset name. */
 export function loadRestrictions(spec: string): Restrictions {
-  if (existsSync(spec)) return readRestrictionsFile(spec);
-  if (/^[a-z][a-z0-9-]*$/.test(spec) && presetNames().includes(spec)) return readRestrictionsFile(join(presetsDir(), `${spec}.yaml`));
-  throw new SlipwayError(`restrictions "${spec}" is neither a file nor a preset`, { hint: `presets: ${presetNames().join(', ')}` });
+  return readRestrictionsFile(restrictionsPath(spec));
 }
 
 const hostFile = (home: string): string => join(home, 'restrictions.yaml');
@@ -40,9 +45,9 @@ export function hostRestrictions(home: string): Restrictions | undefined {
 
 /** Validates, then stores the text as the host default (atomically: a bad file never replaces a good one). */
 export async function setHostRestrictions(home: string, spec: string): Promise<Restrictions> {
-  const doc = loadRestrictions(spec);
-  const text = existsSync(spec) ? readFileSync(spec, 'utf8') : readFileSync(join(presetsDir(), `${spec}.yaml`), 'utf8');
-  parseRestrictions(text, spec);
+  const path = restrictionsPath(spec);
+  const text = readFileSync(path, 'utf8');
+  const doc = parseRestrictions(text, path);
   await writeFileAtomic(hostFile(home), text);
   return doc;
 }
@@ -53,3 +58,8 @@ export function hostRestrictionsText(home: string): string | undefined {
 }
 
 export { hostFile as hostRestrictionsPath };
+
+/** The document to judge against: the flag (file or preset), else the host default. */
+export function restrictionsFor(home: string, spec: string | undefined): Restrictions | undefined {
+  return spec !== undefined ? loadRestrictions(spec) : hostRestrictions(home);
+}

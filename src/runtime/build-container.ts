@@ -4,6 +4,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, posix, relative } from 'node:path';
 import { STEP_WRAPPER, type BuildRuntime, type StepRequest, type StepResult } from '../buildpack/step.js';
 import { pickOciRuntime, type OciRuntime } from './oci-runtime.js';
+import { MASKED_PATHS, NO_CAPABILITIES, READONLY_PATHS, standardMounts } from './spec.js';
 import { spawnStep } from './step-process.js';
 
 export const BUILD_UID = 1000;
@@ -26,8 +27,6 @@ export function hostNetworkEnv(): Record<string, string> {
 }
 export const BUILD_CONTAINER_PREFIX = 'slipway-build-';
 
-const MASKED = ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap'];
-const READONLY = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
 /** Host directories of a build: all under `workspace`, which is mounted at /workspace. */
 interface Binds {
@@ -51,18 +50,13 @@ function buildConfig(rootfs: string, binds: Binds, args: string[], env: Record<s
       args,
       env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
       cwd: WORKSPACE,
-      capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
+      capabilities: NO_CAPABILITIES,
       noNewPrivileges: true,
     },
     root: { path: rootfs, readonly: true },
     hostname: 'build',
     mounts: [
-      { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
-      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
-      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-      { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] },
+      ...standardMounts(),
       bind(WORKSPACE, binds.workspace, true),
       bind('/etc/resolv.conf', '/etc/resolv.conf', false),
       // Builds reach registries through whatever the host trusts (corporate or proxy CAs too).
@@ -71,8 +65,8 @@ function buildConfig(rootfs: string, binds: Binds, args: string[], env: Record<s
     linux: {
       // No network namespace: builds reach package registries, as on Heroku.
       namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
-      maskedPaths: MASKED,
-      readonlyPaths: READONLY,
+      maskedPaths: MASKED_PATHS,
+      readonlyPaths: READONLY_PATHS,
       resources: { devices: [{ allow: false, access: 'rwm' }] },
     },
   };

@@ -20,6 +20,7 @@ import { unpackedStack } from '../stack/unpacked.js';
 import { writeFileAtomic } from '../store/atomic.js';
 import { DYNO_INIT, listensIn, type DynoIo, type DynoRuntime, type DynoSpec, type Exit, type RunningDyno } from './dyno.js';
 import { pickOciRuntime, type OciRuntime } from './oci-runtime.js';
+import { MASKED_PATHS, NO_CAPABILITIES, READONLY_PATHS, standardMounts } from './spec.js';
 
 export const DYNO_PREFIX = 'slipway-dyno-';
 export const APP_UID = 1000;
@@ -27,8 +28,7 @@ export const APP_UID = 1000;
 const PROBE_UID_BASE = 0x100000 - UID_RANGE_SIZE;
 
 /** runc's defaults, and more: nothing in /proc or /sys that tells about or changes the host. */
-const MASKED = ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/proc/sysrq-trigger', '/sys/firmware', '/sys/devices/virtual/powercap', '/sys/kernel'];
-const READONLY = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+const MASKED = [...MASKED_PATHS, '/proc/sysrq-trigger', '/sys/kernel'];
 
 export interface Limits {
   memoryBytes: number;
@@ -46,27 +46,22 @@ export function dynoConfig(o: { rootfs: string; uidBase: number; hostname: strin
       args: o.args,
       env: o.env,
       cwd: '/app',
-      capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
+      capabilities: NO_CAPABILITIES,
       rlimits: [{ type: 'RLIMIT_NOFILE', hard: 10000, soft: 10000 }],
       noNewPrivileges: true,
     },
     root: { path: o.rootfs, readonly: o.readonlyRoot ?? false },
     hostname: o.hostname,
     mounts: [
-      { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
-      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      ...standardMounts('262144k'),
       { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
-      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-      { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777', 'size=262144k'] },
     ],
     linux: {
       uidMappings: map,
       gidMappings: map,
       namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }, { type: 'user' }, { type: 'cgroup' }],
       maskedPaths: MASKED,
-      readonlyPaths: READONLY,
+      readonlyPaths: READONLY_PATHS,
       resources: {
         devices: [{ allow: false, access: 'rwm' }],
         ...(o.limits && { memory: { limit: o.limits.memoryBytes, swap: o.limits.memoryBytes }, pids: { limit: o.limits.pids } }),

@@ -10,6 +10,7 @@ import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Endpoint, RunningDyno } from './dyno.js';
 import type { AppLog } from './logs.js';
+import { closeServer, listenOn } from '../listen.js';
 
 export const FIRST_BYTE_TIMEOUT_MS = 30_000;
 const SANE_REQUEST_ID = /^[\w\-.+=/]{20,200}$/;
@@ -198,24 +199,16 @@ export class Router {
     this.log.write('slipway', 'router', `at=info method=${req.method} path="${req.url}" upgrade=websocket dyno=${b.dyno.spec.name} request_id=${id}`);
   }
 
-  listen(port: number, host = '0.0.0.0'): Promise<number> {
+  async listen(port: number, host = '0.0.0.0'): Promise<number> {
     this.server = createServer({ keepAlive: true }, (req, res) => this.handle(req, res));
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
-    return new Promise((resolve, reject) => {
-      this.server!.once('error', reject);
-      this.server!.listen(port, host, () => {
-        const a = this.server!.address();
-        this.port = typeof a === 'object' && a ? a.port : port;
-        resolve(this.port);
-      });
-    });
+    this.port = await listenOn(this.server, port, host);
+    return this.port;
   }
 
   async close(): Promise<void> {
-    if (!this.server) return;
-    this.server.closeAllConnections();
     for (const t of this.tunnels) t.destroy();
-    await new Promise<void>((r) => this.server!.close(() => r()));
+    await closeServer(this.server);
     for (const b of this.backends.values()) b.agent.destroy();
   }
 }

@@ -89,6 +89,8 @@ export class Supervisor {
   private formation: Formation = {};
   private poll: NodeJS.Timeout | undefined;
   private deploying = false;
+  /** The last release version a deploy was attempted for. */
+  private tried: number | undefined;
   private stopped = false;
   private readonly stopMs: number;
   private readonly bootMs: number;
@@ -323,7 +325,10 @@ export class Supervisor {
   private async checkRelease(): Promise<void> {
     if (this.deploying || this.stopped) return;
     const rel = currentRelease(this.o.db, this.o.app);
-    if (!rel?.slug || !rel.stack || rel.version === this.release?.version) return;
+    // Each new release is tried once: one refused by restrictions, or whose release command or dynos
+    // failed, is not retried every poll; the next release is.
+    if (!rel?.slug || !rel.stack || rel.version === this.release?.version || rel.version === this.tried) return;
+    this.tried = rel.version;
     this.deploying = true;
     try {
       await this.deploy(rel as BuiltRelease);
@@ -337,11 +342,7 @@ export class Supervisor {
   async deploy(rel: BuiltRelease): Promise<void> {
     await this.admit(rel);
     const types = await this.typesOf(rel);
-    if (!(await this.releasePhase(rel, types))) {
-      // Remember it, so the failed release is not retried every poll.
-      this.release = { ...this.release!, version: rel.version };
-      return;
-    }
+    if (!(await this.releasePhase(rel, types))) return;
     this.say('supervisor', `Deploying v${rel.version} (${rel.description})`);
     const old = [...this.dynos];
     const previousTypes = this.processTypes;

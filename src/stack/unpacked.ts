@@ -1,9 +1,8 @@
-import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { imageStorePath } from '../home.js';
 import { hexOf, type Digest } from '../oci/digest.js';
+import { directoryOnce } from '../store/atomic.js';
 import { OciLayoutSource } from '../transport/oci-layout.js';
 import { unpackImage } from '../unpack.js';
 import { stackTag, type Stack } from './stacks.js';
@@ -14,15 +13,10 @@ const MOUNT_POINTS = ['app', 'workspace', 'tmp', 'proc', 'sys', 'dev', 'etc/ssl/
 /**
  * The stack version's root filesystem on this host: unpacked once (verified, whiteouts
  * applied, mount points added) into a temp directory that is renamed into place, then
- * shared read-only by every build and dyno.
+ * shared read-only by every build and dyno (dynos starting together share one unpack).
  */
 export async function unpackedStack(home: string, stack: Stack): Promise<string> {
-  const dir = join(home, 'stacks', hexOf(stack.digest as Digest));
-  const rootfs = join(dir, 'rootfs');
-  if (existsSync(rootfs)) return rootfs;
-  const tmp = join(home, 'stacks', `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  await mkdir(tmp, { recursive: true });
-  try {
+  const dir = await directoryOnce(join(home, 'stacks', hexOf(stack.digest as Digest)), async (tmp) => {
     const src = await OciLayoutSource.open(`stack ${stack.name}@v${stack.version}`, imageStorePath(home), stackTag(stack.name, stack.digest));
     try {
       await unpackImage(src, join(tmp, 'rootfs'));
@@ -30,14 +24,6 @@ export async function unpackedStack(home: string, stack: Stack): Promise<string>
       await src.close();
     }
     for (const m of MOUNT_POINTS) await mkdir(join(tmp, 'rootfs', m), { recursive: true, mode: 0o755 });
-    try {
-      await rename(tmp, dir);
-    } catch (err) {
-      // Another process unpacked the same version first: use theirs.
-      if (!existsSync(rootfs)) throw err;
-    }
-  } finally {
-    await rm(tmp, { recursive: true, force: true });
-  }
-  return rootfs;
+  });
+  return join(dir, 'rootfs');
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /** fsync a directory so a rename inside it survives a crash. */
@@ -32,4 +33,36 @@ export async function writeFileAtomic(path: string, data: Buffer | string, mode 
     await rm(tmp, { force: true });
     throw err;
   }
+}
+
+/** Directories being made in this process, so concurrent callers share one piece of work. */
+const making = new Map<string, Promise<string>>();
+
+/**
+ * A directory made once and then only read (an unpacked stack or slug): filled in a temp sibling,
+ * renamed into place when whole. Callers in this process wait for the same fill; if another process
+ * renamed its copy first, that one is used.
+ */
+export function directoryOnce(dir: string, fill: (tmp: string) => Promise<void>): Promise<string> {
+  if (existsSync(dir)) return Promise.resolve(dir);
+  let p = making.get(dir);
+  if (!p) {
+    p = (async () => {
+      const tmp = tempName(dirname(dir), basename(dir));
+      await mkdir(tmp, { recursive: true, mode: 0o755 });
+      try {
+        await fill(tmp);
+        try {
+          await rename(tmp, dir);
+        } catch (err) {
+          if (!existsSync(dir)) throw err;
+        }
+      } finally {
+        await rm(tmp, { recursive: true, force: true });
+      }
+      return dir;
+    })().finally(() => making.delete(dir));
+    making.set(dir, p);
+  }
+  return p;
 }
