@@ -8,21 +8,17 @@
 //
 //   npm run bench:rebase
 //   SLIPWAY_BENCH_ROOTFS=DIR SLIPWAY_BENCH_APPS=200 npm run bench:rebase
-import { spawn, spawnSync } from 'node:child_process';
-import { openSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { log, registry, work } from './lib.mjs';
 
 const BIN = fileURLToPath(new URL('../bin/slipway.js', import.meta.url));
 const EXAMPLE = fileURLToPath(new URL('../examples/node-web', import.meta.url));
 const APPS = Number(process.env.SLIPWAY_BENCH_APPS ?? '200');
 const SAMPLE = Math.min(APPS, Number(process.env.SLIPWAY_BENCH_SAMPLE ?? '10'));
-const work = await mkdtemp(join(tmpdir(), 'slipway-bench-rebase-'));
 const env = { ...process.env, SLIPWAY_HOME: join(work, 'home') };
-const log = (s) => process.stderr.write(`${s}\n`);
 
 function sh(cmd, args, extraEnv = {}) {
   const started = process.hrtime.bigint();
@@ -34,22 +30,6 @@ const slipway = (...args) => sh(process.execPath, [BIN, ...args]);
 // The example app is built on a second host, so the fleet host holds only the 200 apps.
 const builder = (...args) => sh(process.execPath, [BIN, ...args], { SLIPWAY_HOME: join(work, 'builder') });
 
-async function registry(name) {
-  const dir = join(work, name);
-  await mkdir(dir, { recursive: true });
-  const srv = createServer();
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const port = srv.address().port;
-  await new Promise((r) => srv.close(r));
-  await writeFile(join(dir, 'config.yml'), `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\nhttp:\n  addr: 127.0.0.1:${port}\n`);
-  const fd = openSync(join(dir, 'log'), 'a');
-  const child = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: ['ignore', fd, fd] });
-  for (let i = 0; i < 100; i++) {
-    if (await fetch(`http://127.0.0.1:${port}/v2/`).then(() => true, () => false)) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { host: `127.0.0.1:${port}`, stop: () => child.kill() };
-}
 
 // One app's source: the example app plus a file of its own (what the rebuild baseline builds).
 async function appSource(i) {
@@ -61,8 +41,8 @@ async function appSource(i) {
 }
 const appName = (i) => `app${String(i).padStart(3, '0')}`;
 
-const reg = await registry('reg');
-const other = await registry('other');
+const reg = await registry();
+const other = await registry();
 try {
   const rootfs = process.env.SLIPWAY_BENCH_ROOTFS;
   if (rootfs) builder('-q', 'stack', 'import', 'bookworm', `dir:${rootfs}`);
@@ -131,7 +111,7 @@ try {
   console.log(`(b) skopeo copy per image: ${(skopeoSeconds / SAMPLE).toFixed(2)} s → ${skopeoTotal.toFixed(0)} s for ${n}: rebase is ${(skopeoTotal / r.seconds).toFixed(0)}x faster`);
   console.log(`(a) and (b) timed on ${SAMPLE} apps and scaled to ${n}`);
 } finally {
-  reg.stop();
-  other.stop();
+  await reg.stop();
+  await other.stop();
   await rm(work, { recursive: true, force: true });
 }

@@ -4,6 +4,7 @@
  * the router never ask which one they have.
  */
 import { readFile } from 'node:fs/promises';
+import { SOURCE_PROFILE_D } from '../release/image.js';
 import type { Release } from '../release/releases.js';
 
 export type RuntimeKind = 'container' | 'process';
@@ -62,7 +63,7 @@ export interface DynoRuntime {
 export const DYNO_INIT = [
   'trap \'kill -TERM $c 2>/dev/null\' TERM INT',
   'cd "$HOME" || exit 1',
-  'for f in .profile.d/*.sh; do [ -r "$f" ] && . "./$f"; done',
+  SOURCE_PROFILE_D,
   '/bin/sh -c "$1" &',
   'c=$!',
   'while :; do wait $c; s=$?; kill -0 $c 2>/dev/null || exit $s; done',
