@@ -101,6 +101,36 @@ describe('every rule, on a crafted image that breaks it', () => {
   }
 });
 
+describe('rule parameters beyond the one case per rule', () => {
+  it('files.devices counts FIFOs; network.ports checks allowed ports and $PORT; files.setuid honours rootOwnedOnly and allow', async () => {
+    const fifo = await image([await base(), await tarOf([{ header: header('run', 'dir') }, { header: header('run/pipe', 'fifo') }])]);
+    expect(of(judge(doc({ 'files.devices': { severity: 'deny' } }), fifo), 'files.devices').map((f) => [f.path, f.message])).toEqual([['run/pipe', 'FIFO in the image']]);
+    const ports = await image([await base()], { config: { ExposedPorts: { '80/tcp': {}, '8080/tcp': {} }, Env: ['PATH=/bin'] } });
+    const r = judge(doc({ 'network.ports': { severity: 'deny', allowed: ['1024-65535'], requirePort: true } }), ports);
+    expect(of(r, 'network.ports').map((f) => f.message)).toEqual(['port 80 is not allowed (allowed: 1024-65535)', 'no PORT in the environment: web processes must listen on $PORT']);
+    const suid = await image([await base(), await tarOf([fileEntry('usr/bin/mine', 'x', { mode: 0o4755, uid: 1000 }), fileEntry('usr/bin/ok', 'x', { mode: 0o4755 })])]);
+    expect(judge(doc({ 'files.setuid': { severity: 'deny', rootOwnedOnly: true, allow: ['/usr/bin/ok'] } }), suid).verdict).toBe('allow');
+    expect(of(judge(doc({ 'files.setuid': { severity: 'deny' } }), suid), 'files.setuid').map((f) => f.path)).toEqual(['usr/bin/mine', 'usr/bin/ok']);
+  });
+
+  it('slipway check takes an app directory and a docker-archive: image', async () => {
+    const home = await tempDir();
+    const app = await tempDir();
+    await writeFile(join(app, 'Procfile'), 'web: ./run\n');
+    await writeFile(join(app, 'app.json'), JSON.stringify({ requirements: { privileged: true } }));
+    const dirCheck = await slipway(home, ['check', app, '-r', 'heroku-like', '--format', 'json']);
+    expect(dirCheck.code).toBe(1);
+    expect(JSON.parse(dirCheck.stdout)).toMatchObject({ verdict: 'deny', kind: 'app-dir', findings: [{ rule: 'privileges.privileged', path: 'app/app.json' }] });
+    const dir = await tempDir();
+    await writeImage(dir, 'bad', [await base(), await tarOf([fileEntry('usr/bin/evil', 'x', { mode: 0o4755 })])], { config: { User: 'app' } });
+    const archive = join(await tempDir(), 'bad.tar');
+    await ok(slipway(home, ['-q', 'image', 'copy', `oci:${dir}:bad`, `docker-archive:${archive}:bad:1`]));
+    const arch = await slipway(home, ['check', `docker-archive:${archive}`, '-r', 'kubernetes-restricted', '--format', 'json']);
+    expect(arch.code).toBe(1);
+    expect((JSON.parse(arch.stdout) as { findings: Finding[] }).findings.map((f) => [f.rule, f.path, f.layer])).toEqual([['files.setuid', 'usr/bin/evil', 1]]);
+  });
+});
+
 describe('the merged filesystem', () => {
   it('a setuid file deleted by a later layer is not a finding, but is reported as hidden-in-lower-layer', async () => {
     const s = await image([
