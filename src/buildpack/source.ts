@@ -13,7 +13,7 @@ import { extractLayer } from '../oci/tar/extract.js';
 const run = promisify(execFile);
 
 /** Built-in buildpacks, in autodetect order. */
-export const BUILTIN_BUILDPACKS = ['nodejs', 'procfile'];
+export const BUILTIN_BUILDPACKS = ['nodejs', 'java', 'procfile'];
 
 /** The repository's buildpacks/ folder, found from this module whether bundled or not. */
 export function builtinDir(): string {

@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { SlipwayError } from '../errors.js';
 import { openDb, type Db } from '../store/db.js';
 import { DEFAULT_MIRROR, withDebootstrap } from '../stack/bootstrap.js';
 import { importStack, listStacks, removeStack, resolveStack, setDefaultStack, stackTag, type Stack } from '../stack/stacks.js';
@@ -53,13 +55,16 @@ export function registerStackCommands(program: Command, globals: () => Globals):
     .argument('<name>', 'stack name')
     .option('--suite <suite>', 'Debian suite', 'bookworm')
     .option('--include <pkgs>', 'extra packages, comma separated', '')
+    .option('--include-from <file>', 'extra packages from a file, one per line (# comments)')
     .option('--mirror <url>', 'Debian mirror', DEFAULT_MIRROR)
-    .action(async (name: string, o: { suite: string; include: string; mirror: string }) => {
+    .action(async (name: string, o: { suite: string; include: string; includeFrom?: string; mirror: string }) => {
       const g = globals();
+      const include = o.include.split(',').map((p) => p.trim()).filter(Boolean);
+      if (o.includeFrom !== undefined) include.push(...(await packageList(o.includeFrom)));
       const db = openDb(g.home);
       try {
         const started = Date.now();
-        const { stack: st, created, steps } = await bootstrapStack(g, db, name, { suite: o.suite, include: o.include.split(',').map((p) => p.trim()).filter(Boolean), mirror: o.mirror });
+        const { stack: st, created, steps } = await bootstrapStack(g, db, name, { suite: o.suite, include, mirror: o.mirror });
         const took = (Date.now() - started) / 1000;
         print(g, { ...st, created, seconds: took, steps }, `stack ${st.name}@v${st.version} bootstrapped from ${o.suite} in ${took.toFixed(0)} s (${st.digest}, ${formatBytes(st.size)})`);
       } finally {
@@ -129,6 +134,17 @@ export function registerStackCommands(program: Command, globals: () => Globals):
         print(g, removed, removed.map((s) => `removed stack ${s.name}@v${s.version}`).join('\n'));
       });
     });
+}
+
+/** A package list file: one name per line, blank lines and # comments ignored. */
+async function packageList(file: string): Promise<string[]> {
+  const text = await readFile(file, 'utf8').catch((err: Error) => {
+    throw new SlipwayError(`--include-from ${file}: cannot read it (${err.message})`, { exitCode: 2 });
+  });
+  return text
+    .split(/\r?\n/)
+    .map((l) => l.replace(/#.*/, '').trim())
+    .filter(Boolean);
 }
 
 /** What the default stack carries beyond minbase: what the built-in buildpacks need to fetch and run Node.js. */

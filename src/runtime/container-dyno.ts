@@ -157,7 +157,8 @@ export class ContainerRuntime implements DynoRuntime {
       await rm(merged, { recursive: true, force: true });
       throw new Error(`${spec.name}: cannot mount the dyno's overlay root: ${mount.err}`);
     }
-    const env = { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/app', ...spec.env };
+    // MEMORY_AVAILABLE (MiB, as Heroku's buildpacks read it) lets runtimes such as the JVM size themselves.
+    const env = { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/app', ...(this.limits && { MEMORY_AVAILABLE: String(Math.floor(this.limits.memoryBytes / 1048576)) }), ...spec.env };
     const config = dynoConfig({ rootfs: merged, uidBase: base, hostname: spec.name.replace(/\./g, '-'), args: ['/bin/sh', '-c', DYNO_INIT, 'init', spec.command], env: Object.entries(env).map(([k, v]) => `${k}=${v}`), limits: this.limits });
     writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
     const pidFile = join(dir, 'pid');
