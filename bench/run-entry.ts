@@ -2,10 +2,10 @@
 // (a) launch latency, start → the app's first output, against raw `runc run` of an equivalent
 // hand-written bundle (same config, namespaces and root, mounted beforehand); (b) sustained launches
 // per minute with several launches in flight.
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ContainerRuntime, dynoConfig } from '../src/runtime/container-dyno.js';
+import { APP_UID, ContainerRuntime, dynoConfig, HostView } from '../src/runtime/container-dyno.js';
 import type { DynoSpec } from '../src/runtime/dyno.js';
 import { uidRange } from '../src/release/formation.js';
 import { builtRelease } from '../src/release/releases.js';
@@ -37,21 +37,22 @@ async function slipwayLaunch(i: number, command: string): Promise<number> {
   return first - t0;
 }
 
-// The hand-written equivalent: the same overlay root, mounted once, and the same config.
+// The hand-written equivalent: the same config (stack root, /app overlay of the slug under a
+// fresh upper directory, same namespaces and limits), written straight into a bundle.
 const base = uidRange(db, app);
+const view = await HostView.open(home);
 const slug = await unpackedSlug(home, rel.slug as Digest, base);
 const stackRoot = await unpackedStack(home, stack);
-const raw = join(home, 'raw-bundle');
-await mkdir(join(raw, 'upper'), { recursive: true });
-await mkdir(join(raw, 'work'), { recursive: true });
-const rawRoot = '/run/slipway/roots/bench-raw';
-await mkdir(rawRoot, { recursive: true });
-spawnSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${slug}:${stackRoot},upperdir=${join(raw, 'upper')},workdir=${join(raw, 'work')}`, rawRoot]);
+const raw = join(home, 'dynos', 'bench-raw');
 
 async function rawLaunch(i: number, command: string): Promise<number> {
   const bundle = join(raw, `b${i}`);
-  await mkdir(bundle, { recursive: true });
-  await writeFile(join(bundle, 'config.json'), JSON.stringify(dynoConfig({ rootfs: rawRoot, uidBase: base, hostname: 'raw', args: ['/bin/sh', '-c', command], env: ['PATH=/usr/bin:/bin', 'HOME=/app'] })));
+  await mkdir(join(bundle, 'upper'), { recursive: true });
+  await mkdir(join(bundle, 'work'));
+  await chown(join(bundle, 'upper'), base + APP_UID, base + APP_UID);
+  await chown(join(bundle, 'work'), base, base);
+  const overlay = { destination: '/app', type: 'overlay', source: 'overlay', options: ['nosuid', 'nodev', `lowerdir=${view.of(join(slug, 'app'))}`, `upperdir=${view.of(join(bundle, 'upper'))}`, `workdir=${view.of(join(bundle, 'work'))}`] };
+  await writeFile(join(bundle, 'config.json'), JSON.stringify(dynoConfig({ rootfs: view.of(stackRoot), readonlyRoot: true, mounts: [overlay], uidBase: base, hostname: 'raw', args: ['/bin/sh', '-c', command], env: ['PATH=/usr/bin:/bin', 'HOME=/app'] })));
   const id = `slipway-bench-raw-${process.pid}-${i}`;
   const t0 = now();
   let first = 0;
@@ -91,6 +92,5 @@ async function sustained(launch: (i: number, c: string) => Promise<number>, inFl
 }
 const perMinute = await sustained(slipwayLaunch, Number(inFlightArg));
 const rawPerMinute = await sustained(rawLaunch, Number(inFlightArg));
-spawnSync('umount', ['-l', rawRoot]);
 db.close();
 console.log(JSON.stringify({ runtime: runtime.rt.name, notes: runtime.notes, ours: stats(ours), raw: stats(theirs), perMinute, rawPerMinute }));

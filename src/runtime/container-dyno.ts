@@ -1,15 +1,18 @@
 /**
- * Dynos in real containers (runc or crun). Root = overlay of the release's slug (unpacked once,
- * owned by the app's uid range) over the stack version (unpacked once, never written), upper = a
- * fresh ephemeral directory deleted with the dyno. A user namespace per app (container root is
- * the app's unprivileged host range), no capabilities, no new privileges, nosuid/nodev, masked
- * and read-only kernel paths, /tmp on tmpfs, a network namespace with loopback only: the router
- * reaches $PORT through a Unix socket bridged into that namespace, and nothing in the dyno can
- * reach any address outside it. Memory and pids limits where the host's cgroups allow.
+ * Dynos in real containers (runc or crun). Root = the stack version (unpacked once, shared
+ * read-only by every dyno); /app = an overlay the runtime mounts inside the container of the
+ * release's slug (unpacked once, owned by the app's uid range) under a fresh ephemeral upper
+ * directory deleted with the dyno; /tmp, /var/tmp and /dev/shm are tmpfs. The overlay lives in the
+ * container's own mount namespace and goes with it: starting a dyno spawns no mount or umount. A
+ * user namespace per app (container root is the app's unprivileged host range), no capabilities,
+ * no new privileges, nosuid/nodev, masked and read-only kernel paths, a network namespace with
+ * loopback only: the router reaches $PORT through a Unix socket bridged into that namespace, and
+ * nothing in the dyno can reach any address outside it. Memory and pids limits where the host's
+ * cgroups allow.
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Db } from '../store/db.js';
@@ -36,7 +39,7 @@ export interface Limits {
 }
 export const DEFAULT_LIMITS: Limits = { memoryBytes: 512 * 1024 * 1024, pids: 512 };
 
-export function dynoConfig(o: { rootfs: string; uidBase: number; hostname: string; args: string[]; env: string[]; limits?: Limits | undefined; readonlyRoot?: boolean }): object {
+export function dynoConfig(o: { rootfs: string; uidBase: number; hostname: string; args: string[]; env: string[]; limits?: Limits | undefined; readonlyRoot?: boolean; mounts?: object[] }): object {
   const map = [{ containerID: 0, hostID: o.uidBase, size: UID_RANGE_SIZE }];
   return {
     ociVersion: '1.0.2',
@@ -55,6 +58,7 @@ export function dynoConfig(o: { rootfs: string; uidBase: number; hostname: strin
     mounts: [
       ...standardMounts('262144k'),
       { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+      ...(o.mounts ?? []),
     ],
     linux: {
       uidMappings: map,
@@ -77,24 +81,66 @@ function sh(cmd: string, args: string[]): Promise<{ ok: boolean; err: string }> 
   });
 }
 
-/** Runs a probe container on the stack, bind-mounted where the user namespace can reach it. */
+/** Runs a probe container on the stack (as the host view shows it). */
 async function runOnce(rt: OciRuntime, dir: string, stackRoot: string, config: (rootfs: string) => object): Promise<{ code: number | null; stderr: string }> {
   const id = `${DYNO_PREFIX}probe-${randomBytes(4).toString('hex')}`;
   const bundle = join(dir, id);
-  const root = join(await mountRoots(), id);
   await mkdir(bundle, { recursive: true });
-  await mkdir(root, { recursive: true, mode: 0o755 });
-  const bind = await sh('mount', ['--bind', stackRoot, root]);
-  if (!bind.ok) return { code: 1, stderr: `cannot bind-mount the stack: ${bind.err}` };
-  await writeFile(join(bundle, 'config.json'), JSON.stringify(config(root)));
+  await writeFile(join(bundle, 'config.json'), JSON.stringify(config(stackRoot)));
   try {
     const r = spawnSync(rt.name, ['--root', rt.root, 'run', '--bundle', bundle, id], { encoding: 'utf8' });
     return { code: r.status, stderr: `${r.stderr ?? ''}${r.error?.message ?? ''}` };
   } finally {
     spawnSync(rt.name, ['--root', rt.root, 'delete', '--force', id]);
-    await sh('umount', ['-l', root]);
-    await rm(root, { recursive: true, force: true });
     await rm(bundle, { recursive: true, force: true });
+  }
+}
+
+const VIEWED = ['stacks', 'slugs', 'dynos'] as const;
+
+/**
+ * Where containers see this home's stacks, slugs and dyno directories: bind mounts under
+ * /run/slipway (root-owned, searchable, gone at boot), made once per home. A container sets up
+ * its root and its /app overlay inside its user namespace, as the app's unprivileged host uid,
+ * which cannot pass through the home itself when that is private (0700). Views of homes that have
+ * since been deleted are unmounted on the way.
+ */
+export class HostView {
+  private constructor(
+    private readonly home: string,
+    readonly root: string,
+  ) {}
+
+  static async open(home: string): Promise<HostView> {
+    const root = `/run/slipway/h-${createHash('sha256').update(home).digest('hex').slice(0, 16)}`;
+    const mounted = new Set<string>();
+    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+      const [, , , source, target] = line.split(' ');
+      if (!target?.startsWith('/run/slipway/h-')) continue;
+      if (source?.endsWith('//deleted')) await sh('umount', ['-l', target]);
+      else mounted.add(target);
+    }
+    await mkdir(root, { recursive: true, mode: 0o711 });
+    await chmod('/run/slipway', 0o711);
+    await chmod(root, 0o711);
+    for (const d of VIEWED) {
+      const target = join(root, d);
+      if (mounted.has(target)) continue;
+      await mkdir(join(home, d), { recursive: true, mode: 0o755 });
+      await mkdir(target, { recursive: true });
+      const r = await sh('mount', ['--bind', join(home, d), target]);
+      if (!r.ok) throw new Error(`cannot bind-mount ${join(home, d)} at ${target}: ${r.err}`);
+    }
+    return new HostView(home, root);
+  }
+
+  /** The container-reachable path of a path under the home's stacks, slugs or dynos. */
+  of(path: string): string {
+    for (const d of VIEWED) {
+      const prefix = join(this.home, d);
+      if (path === prefix || path.startsWith(`${prefix}/`)) return join(this.root, d, path.slice(prefix.length));
+    }
+    throw new Error(`${path} is not under ${this.home}/{${VIEWED.join(',')}}`);
   }
 }
 
@@ -104,6 +150,7 @@ export class ContainerRuntime implements DynoRuntime {
   private constructor(
     private readonly home: string,
     private readonly db: Db,
+    private readonly view: HostView,
     readonly rt: OciRuntime,
     private readonly limits: Limits | undefined,
     readonly notes: string[],
@@ -116,6 +163,8 @@ export class ContainerRuntime implements DynoRuntime {
   static async open(home: string, db: Db, stackRoot: string, limits: Limits = DEFAULT_LIMITS): Promise<ContainerRuntime> {
     const state = join(home, 'run');
     const probeDir = join(state, 'probe');
+    const view = await HostView.open(home);
+    stackRoot = view.of(stackRoot);
     const base = PROBE_UID_BASE;
     const config = (withLimits: boolean) => (rootfs: string): object => dynoConfig({ rootfs, uidBase: base, hostname: 'probe', args: ['/bin/true'], env: ['PATH=/usr/bin:/bin'], limits: withLimits ? limits : undefined, readonlyRoot: true });
     const { runtime, why } = await pickOciRuntime(state, async (rt) => {
@@ -132,7 +181,7 @@ export class ContainerRuntime implements DynoRuntime {
       if (!limited) notes.push(`memory and pids limits are not applied: ${runtime.name} cannot set them on this host's cgroups (${r.stderr.split('\n').filter(Boolean).slice(-1)[0] ?? ''})`);
       await writeFileAtomic(memo, JSON.stringify({ limited }));
     }
-    return new ContainerRuntime(home, db, runtime, limited ? limits : undefined, notes);
+    return new ContainerRuntime(home, db, view, runtime, limited ? limits : undefined, notes);
   }
 
   private readonly ranges = new Map<string, number>();
@@ -144,25 +193,33 @@ export class ContainerRuntime implements DynoRuntime {
     const slug = await unpackedSlug(this.home, spec.release.slug as Digest, base);
     const id = `${DYNO_PREFIX}${spec.app}-${spec.name}-${randomBytes(3).toString('hex')}`;
     const dir = join(this.home, 'dynos', id);
-    // runc sets up the root inside the user namespace, as the app's unprivileged host uid, so the
-    // mount point sits where every directory on the way is searchable (the store may be 0700).
-    const merged = join(await mountRoots(), id);
     // A few tiny synchronous calls: far cheaper here than the thread-pool round trips of async ones.
+    // Upper: the app user's (it is /app's root directory); work: the container root's (overlay's own).
     mkdirSync(join(dir, 'upper'), { recursive: true });
     mkdirSync(join(dir, 'work'));
-    mkdirSync(merged, { mode: 0o755 });
-    const mount = await sh('mount', ['-t', 'overlay', 'overlay', '-o', `nosuid,nodev,lowerdir=${slug}:${stack},upperdir=${join(dir, 'upper')},workdir=${join(dir, 'work')}`, merged]);
-    if (!mount.ok) {
-      await rm(dir, { recursive: true, force: true });
-      await rm(merged, { recursive: true, force: true });
-      throw new Error(`${spec.name}: cannot mount the dyno's overlay root: ${mount.err}`);
-    }
+    chownSync(join(dir, 'upper'), base + APP_UID, base + APP_UID);
+    chownSync(join(dir, 'work'), base, base);
+    const app = {
+      destination: '/app',
+      type: 'overlay',
+      source: 'overlay',
+      options: ['nosuid', 'nodev', `lowerdir=${this.view.of(join(slug, 'app'))}`, `upperdir=${this.view.of(join(dir, 'upper'))}`, `workdir=${this.view.of(join(dir, 'work'))}`],
+    };
+    const varTmp = existsSync(join(stack, 'var', 'tmp')) ? [{ destination: '/var/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] }] : [];
     // MEMORY_AVAILABLE (MiB, as Heroku's buildpacks read it) lets runtimes such as the JVM size themselves.
     const env = { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/app', ...(this.limits && { MEMORY_AVAILABLE: String(Math.floor(this.limits.memoryBytes / 1048576)) }), ...spec.env };
-    const config = dynoConfig({ rootfs: merged, uidBase: base, hostname: spec.name.replace(/\./g, '-'), args: ['/bin/sh', '-c', DYNO_INIT, 'init', spec.command], env: Object.entries(env).map(([k, v]) => `${k}=${v}`), limits: this.limits });
+    const config = dynoConfig({
+      rootfs: this.view.of(stack),
+      readonlyRoot: true,
+      mounts: [app, ...varTmp],
+      uidBase: base,
+      hostname: spec.name.replace(/\./g, '-'),
+      args: ['/bin/sh', '-c', DYNO_INIT, 'init', spec.command],
+      env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+      limits: this.limits,
+    });
     writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-    const pidFile = join(dir, 'pid');
-    const runc = spawn(this.rt.name, ['--root', this.rt.root, 'run', '--bundle', dir, '--pid-file', pidFile, id], {
+    const runc = spawn(this.rt.name, ['--root', this.rt.root, 'run', '--bundle', dir, '--pid-file', join(dir, 'pid'), id], {
       stdio: io.stdio === 'inherit' ? 'inherit' : ['ignore', 'pipe', 'pipe'],
     });
     if (io.stdio === 'pipe') {
@@ -173,20 +230,16 @@ export class ContainerRuntime implements DynoRuntime {
     let bridge: ChildProcess | undefined;
     const cleanup = async (): Promise<void> => {
       bridge?.kill('SIGKILL');
-      // `runc run` deletes its container when it exits; only the mount and the directories remain.
-      await sh('umount', ['-l', merged]);
-      rmSync(merged, { recursive: true, force: true });
+      // `runc run` deletes its container, and with it the /app overlay; only the directories remain.
       rmSync(dir, { recursive: true, force: true });
     };
     const exited = ran.then(async (e) => {
       await cleanup();
       return e;
     });
-    let gone = false;
-    void ran.then(() => (gone = true));
     // A command that ends at once may be gone before its pid is seen: the exit tells the rest
     // (and runc's own error, when it could not start it at all, is in the dyno's output).
-    const pid = (await waitForPid(pidFile, () => gone)) ?? 0;
+    const pid = (await waitForPid(dir, 'pid', ran)) ?? 0;
     const socketPath = join(dir, 'port.sock');
     if (spec.type === 'web' && pid > 0) {
       // The router's only way in: a Unix socket here, connected to 127.0.0.1:$PORT inside.
@@ -205,25 +258,34 @@ export class ContainerRuntime implements DynoRuntime {
   }
 }
 
-/** Where dyno roots are mounted: /run/slipway/roots (tmpfs, root-owned, searchable, gone at boot). */
-async function mountRoots(): Promise<string> {
-  const roots = '/run/slipway/roots';
-  await mkdir(roots, { recursive: true, mode: 0o711 });
-  await chmod('/run/slipway', 0o711);
-  await chmod(roots, 0o711);
-  return roots;
-}
-
-/** runc writes the pid file once the container's process exists; undefined if runc exits first. */
-async function waitForPid(file: string, gone: () => boolean): Promise<number | undefined> {
-  while (!gone()) {
+/**
+ * runc writes the pid file (atomically, by rename) once the container's process exists: watched
+ * with inotify rather than polled, so dynos starting together cost no busy loop. Undefined if
+ * runc exits first.
+ */
+async function waitForPid(dir: string, file: string, ran: Promise<unknown>): Promise<number | undefined> {
+  const read = (): number | undefined => {
     try {
-      const pid = Number(readFileSync(file, 'utf8'));
-      if (pid > 0) return pid;
+      const pid = Number(readFileSync(join(dir, file), 'utf8'));
+      return pid > 0 ? pid : undefined;
     } catch {
-      // not written yet
+      return undefined; // not written yet
     }
-    await new Promise((r) => setTimeout(r, 2));
+  };
+  let watcher: FSWatcher | undefined;
+  try {
+    return await new Promise<number | undefined>((resolve) => {
+      watcher = watch(dir, (_event, name) => {
+        if (name === file) {
+          const pid = read();
+          if (pid) resolve(pid);
+        }
+      });
+      void ran.then(() => resolve(read()));
+      const pid = read();
+      if (pid) resolve(pid);
+    });
+  } finally {
+    watcher?.close();
   }
-  return undefined;
 }
