@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -9,6 +9,8 @@ import { writeTar, type WriteEntry } from '../src/oci/tar/writer.js';
 import { ok, run, slipway } from './helpers/cli.js';
 import { fileEntry, header, tarOf, writeImage } from './helpers/images.js';
 import { tempDir } from './helpers/tmp.js';
+import { busyboxRootfs } from './helpers/buildpacks.js';
+import { startDockerd } from './helpers/dockerd.js';
 
 /** A tar as classic `docker save` wrote it: <id>/layer.tar, a duplicate layer as a symlink, manifest.json. */
 async function legacyArchive(file: string): Promise<void> {
@@ -77,4 +79,35 @@ describe('docker-archive transport', () => {
     expect(fail.code).toBe(1);
     await expect(readFile(partial)).rejects.toThrow(/ENOENT/);
   });
+
+  it('writes archives that classic `docker load` (dockerd 20.10) loads and runs, and reads what `docker save` writes back to the same config', async () => {
+    const work = await tempDir();
+    const home = await tempDir();
+    const root = await busyboxRootfs();
+    await writeFile(join(root, 'hello'), 'loaded by docker\n');
+    const file = join(work, 'dual.tar');
+    await ok(slipway(home, ['image', 'copy', `dir:${root}`, `docker-archive:${file}:example/dual:3`]));
+    const made = JSON.parse((await ok(slipway(home, ['image', 'inspect', '--raw', `docker-archive:${file}`]))).stdout) as { config: { digest: string }; layers: unknown[] };
+
+    const dockerd = await startDockerd();
+    try {
+      expect((await ok(dockerd.docker(['load', '-i', file]))).stdout).toContain('Loaded image: example/dual:3');
+      const [info] = JSON.parse((await ok(dockerd.docker(['image', 'inspect', 'example/dual:3']))).stdout) as { Id: string; RootFS: { Layers: string[] } }[];
+      // Docker's image ID is the config's digest: the same bytes Slipway wrote.
+      expect(info!.Id).toBe(made.config.digest);
+      expect(info!.RootFS.Layers).toHaveLength(made.layers.length);
+      // The layers really unpacked: a container of the image sees the file (no network, no privileges).
+      const said = await ok(dockerd.docker(['run', '--rm', '--network', 'none', '--cap-drop', 'ALL', 'example/dual:3', '/bin/cat', '/hello']));
+      expect(said.stdout).toBe('loaded by docker\n');
+
+      // And back: docker save writes its own (legacy) layout, which Slipway reads to the same config.
+      const saved = join(work, 'saved.tar');
+      await ok(dockerd.docker(['save', '-o', saved, 'example/dual:3']));
+      const back = JSON.parse((await ok(slipway(home, ['image', 'inspect', '--raw', `docker-archive:${saved}`]))).stdout) as { config: { digest: string } };
+      expect(back.config.digest).toBe(made.config.digest);
+    } finally {
+      await dockerd.stop();
+    }
+  }, 180_000);
 });
+
