@@ -105,7 +105,7 @@ describe('the classic buildpack contract', () => {
     const src = await app({ 'README.md': 'nothing to build' });
     const none = await slipway(home, ['build', src, '--app', 'nothing', '--runtime', 'process']);
     expect(none.code).toBe(1);
-    expect(none.stderr).toMatch(/no buildpack applies to this app \(tried nodejs, procfile\)/);
+    expect(none.stderr).toMatch(/no buildpack applies to this app \(tried nodejs, java, procfile\)/);
     const named = await slipway(home, ['build', src, '--app', 'nothing', '--runtime', 'process', '--buildpack', never]);
     expect(named.code).toBe(1);
     expect(named.stderr).toMatch(/bin\/detect exited 1: it does not apply/);

@@ -75,7 +75,7 @@ describe('buildpack sources', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/bin\/detect is missing/);
     const missing = await slipway(home, ['build', src, '--app', 'sources', '--runtime', 'process', '--buildpack', '/no/such/bp']);
-    expect(missing.stderr).toMatch(/buildpack "\/no\/such\/bp" not found[\s\S]*built-ins: nodejs, procfile/);
+    expect(missing.stderr).toMatch(/buildpack "\/no\/such\/bp" not found[\s\S]*built-ins: nodejs, java, procfile/);
   });
 });
 
