@@ -8,12 +8,11 @@
 //   npm run bench:java
 //   SLIPWAY_BENCH_JAVA_ROOTFS=DIR SLIPWAY_BENCH_BOOTS=20 npm run bench:java
 import { spawnSync } from 'node:child_process';
-import { build } from 'esbuild';
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, log, work } from './lib.mjs';
+import { bundleEntry, freePort, log, work } from './lib.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'bin/slipway.js');
@@ -44,8 +43,7 @@ try {
   const cold = slipway('-q', 'build', join(ROOT, 'examples/java-war'), '--app', 'hello', '--stack', 'java').seconds;
   const warm = slipway('-q', 'build', join(ROOT, 'examples/java-war'), '--app', 'hello', '--stack', 'java').seconds;
 
-  const entry = join(ROOT, 'node_modules', '.cache', 'slipway-bench-java.mjs');
-  await build({ entryPoints: [join(ROOT, 'bench/java-entry.ts')], bundle: true, platform: 'node', format: 'esm', outfile: entry, external: ['better-sqlite3', 'fs-xattr'], logLevel: 'error', banner: { js: "import { createRequire as __benchRequire } from 'node:module'; const require = __benchRequire(import.meta.url);" } });
+  const entry = await bundleEntry('java');
   log(`(b) ${BOOTS} WAR boots each way...`);
   const ran = spawnSync(process.execPath, [entry, home, 'hello', BOOTS, String(await freePort())], { encoding: 'utf8', cwd: ROOT });
   if (ran.status !== 0) throw new Error(`boot bench failed: ${ran.stderr}`);

@@ -6,6 +6,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 
 export const work = await mkdtemp(join(tmpdir(), 'slipway-bench-'));
 export const log = (s) => process.stderr.write(`${s}\n`);
@@ -113,3 +115,14 @@ export async function median(run, prepare = async () => {}) {
   return { seconds: samples[Math.floor(samples.length / 2)].seconds, peak: Math.max(...samples.map((x) => x.peak)) };
 }
 
+
+/**
+ * Bundles a bench entry that drives Slipway's own modules (bench/NAME-entry.ts) and returns the
+ * file to run. Written inside node_modules, so its native addons resolve from there.
+ */
+export async function bundleEntry(name) {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const outfile = join(root, 'node_modules', '.cache', `slipway-bench-${name}.mjs`);
+  await build({ entryPoints: [join(root, 'bench', `${name}-entry.ts`)], bundle: true, platform: 'node', format: 'esm', outfile, external: ['better-sqlite3', 'fs-xattr'], logLevel: 'error', banner: { js: "import { createRequire as __benchRequire } from 'node:module'; const require = __benchRequire(import.meta.url);" } });
+  return outfile;
+}

@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { APP_UID, ContainerRuntime, dynoConfig, HostView } from '../src/runtime/container-dyno.js';
+import { APP_UID, appOverlay, ContainerRuntime, dynoConfig, HostView } from '../src/runtime/container-dyno.js';
 import type { DynoSpec } from '../src/runtime/dyno.js';
 import { uidRange } from '../src/release/formation.js';
 import { builtRelease } from '../src/release/releases.js';
@@ -51,8 +51,7 @@ async function rawLaunch(i: number, command: string): Promise<number> {
   await mkdir(join(bundle, 'work'));
   await chown(join(bundle, 'upper'), base + APP_UID, base + APP_UID);
   await chown(join(bundle, 'work'), base, base);
-  const overlay = { destination: '/app', type: 'overlay', source: 'overlay', options: ['nosuid', 'nodev', `lowerdir=${view.of(join(slug, 'app'))}`, `upperdir=${view.of(join(bundle, 'upper'))}`, `workdir=${view.of(join(bundle, 'work'))}`] };
-  await writeFile(join(bundle, 'config.json'), JSON.stringify(dynoConfig({ rootfs: view.of(stackRoot), readonlyRoot: true, mounts: [overlay], uidBase: base, hostname: 'raw', args: ['/bin/sh', '-c', command], env: ['PATH=/usr/bin:/bin', 'HOME=/app'] })));
+  await writeFile(join(bundle, 'config.json'), JSON.stringify(dynoConfig({ rootfs: view.of(stackRoot), readonlyRoot: true, mounts: [appOverlay(view, slug, bundle)], uidBase: base, hostname: 'raw', args: ['/bin/sh', '-c', command], env: ['PATH=/usr/bin:/bin', 'HOME=/app'] })));
   const id = `slipway-bench-raw-${process.pid}-${i}`;
   const t0 = now();
   let first = 0;

@@ -10,12 +10,11 @@
 //   npm run bench:run
 //   SLIPWAY_BENCH_ROOTFS=DIR SLIPWAY_BENCH_LAUNCHES=200 SLIPWAY_BENCH_SECONDS=20 npm run bench:run
 import { spawn, spawnSync } from 'node:child_process';
-import { build } from 'esbuild';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, log, registry, sh, work } from './lib.mjs';
+import { bundleEntry, freePort, log, registry, sh, work } from './lib.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'bin/slipway.js');
@@ -47,9 +46,7 @@ try {
   writeFileSync(join(work, 'launch-app', 'Procfile'), 'web: echo started\n');
   slipway(home, '-q', 'stack', 'import', 'tiny', `dir:${bb}`);
   slipway(home, '-q', 'build', join(work, 'launch-app'), '--app', 'launch', '--stack', 'tiny', '--runtime', 'process');
-  // Bundled inside node_modules, so its native addons resolve from there.
-  const entry = join(ROOT, 'node_modules', '.cache', 'slipway-bench-run.mjs');
-  await build({ entryPoints: [join(ROOT, 'bench/run-entry.ts')], bundle: true, platform: 'node', format: 'esm', outfile: entry, external: ['better-sqlite3', 'fs-xattr'], logLevel: 'error', banner: { js: "import { createRequire as __benchRequire } from 'node:module'; const require = __benchRequire(import.meta.url);" } });
+  const entry = await bundleEntry('run');
   log(`(a) ${LAUNCHES} launches each way, (b) ${SECONDS} s of sustained launches each way...`);
   const ran = spawnSync(process.execPath, [entry, home, 'launch', LAUNCHES, SECONDS, IN_FLIGHT], { encoding: 'utf8', cwd: ROOT });
   if (ran.status !== 0) throw new Error(`launch bench failed: ${ran.stderr}`);

@@ -74,7 +74,20 @@ export function dynoConfig(o: { rootfs: string; uidBase: number; hostname: strin
   };
 }
 
-/** Runs a helper (mount, umount, runc kill) without blocking the event loop: dynos start in parallel. */
+/**
+ * The dyno's /app, mounted by the OCI runtime inside the container: the unpacked slug's app/
+ * under `dir`/upper (the app user's: it is /app's root directory), with `dir`/work beside it.
+ */
+export function appOverlay(view: HostView, slug: string, dir: string): object {
+  return {
+    destination: '/app',
+    type: 'overlay',
+    source: 'overlay',
+    options: ['nosuid', 'nodev', `lowerdir=${view.of(join(slug, 'app'))}`, `upperdir=${view.of(join(dir, 'upper'))}`, `workdir=${view.of(join(dir, 'work'))}`],
+  };
+}
+
+/** Runs a helper (a bind mount, runc kill) without blocking the event loop: dynos start in parallel. */
 function sh(cmd: string, args: string[]): Promise<{ ok: boolean; err: string }> {
   return new Promise((resolve) => {
     execFile(cmd, args, { encoding: 'utf8' }, (err, _out, stderr) => resolve({ ok: !err, err: (stderr || err?.message || '').trim() }));
@@ -199,12 +212,7 @@ export class ContainerRuntime implements DynoRuntime {
     mkdirSync(join(dir, 'work'));
     chownSync(join(dir, 'upper'), base + APP_UID, base + APP_UID);
     chownSync(join(dir, 'work'), base, base);
-    const app = {
-      destination: '/app',
-      type: 'overlay',
-      source: 'overlay',
-      options: ['nosuid', 'nodev', `lowerdir=${this.view.of(join(slug, 'app'))}`, `upperdir=${this.view.of(join(dir, 'upper'))}`, `workdir=${this.view.of(join(dir, 'work'))}`],
-    };
+    const app = appOverlay(this.view, slug, dir);
     const varTmp = existsSync(join(stack, 'var', 'tmp')) ? [{ destination: '/var/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] }] : [];
     // MEMORY_AVAILABLE (MiB, as Heroku's buildpacks read it) lets runtimes such as the JVM size themselves.
     const env = { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/app', ...(this.limits && { MEMORY_AVAILABLE: String(Math.floor(this.limits.memoryBytes / 1048576)) }), ...spec.env };

@@ -26,11 +26,12 @@ export async function startDockerd(): Promise<Dockerd> {
   );
   const exited = new Promise((r) => daemon.once('exit', r));
   const docker = (args: string[]): Promise<RunResult> => run('/usr/bin/docker', ['-H', `unix://${sock}`, ...args]);
-  for (let i = 0; i < 300 && !(existsSync(sock) && (await docker(['version'])).code === 0); i++) {
-    if (daemon.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 100));
+  let ready = false;
+  for (let i = 0; i < 300 && !ready && daemon.exitCode === null; i++) {
+    ready = existsSync(sock) && (await docker(['version'])).code === 0;
+    if (!ready) await new Promise((r) => setTimeout(r, 100));
   }
-  if ((await docker(['version'])).code !== 0) {
+  if (!ready) {
     daemon.kill('SIGKILL');
     throw new Error(`dockerd did not start: ${(await readFile(join(dir, 'log'), 'utf8')).slice(-2000)}`);
   }
