@@ -9,7 +9,7 @@ import { RegistryDestination, RegistrySource } from '../src/transport/registry/t
 import { OciLayoutSource } from '../src/transport/oci-layout.js';
 import { BIN, ok, slipway } from './helpers/cli.js';
 import { fileEntry, tarOf, writeImage } from './helpers/images.js';
-import { startRegistry, type Registry } from './helpers/registry.js';
+import { startRegistry, testNetns, type Registry } from './helpers/registry.js';
 import { listFiles } from './helpers/rootfs.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -127,4 +127,29 @@ describe('registry auth', () => {
       });
     });
   }
+});
+
+describe('plain HTTP off loopback', () => {
+  it('is refused unless --insecure (a registry in a network namespace this test made)', async () => {
+    const ns = await testNetns();
+    try {
+      const reg = await startRegistry({ kind: 'none' }, { netns: ns });
+      try {
+        const home = await tempDir();
+        const src = join(await tempDir(), 'img');
+        const made = await writeImage(src, 'v1', [await tarOf([fileEntry('a', 'off loopback')])]);
+        // Not loopback: Slipway speaks TLS and will not fall back to plain HTTP by itself.
+        const refused = await slipway(home, ['image', 'copy', `oci:${src}:v1`, `docker://${reg.host}/far/app:1`]);
+        expect(refused.code).toBe(1);
+        expect(refused.stderr).toContain(`cannot reach the registry at https://${reg.host}`);
+        expect(refused.stderr).toContain('plain-HTTP registries off loopback need --insecure');
+        const pushed = await ok(slipway(home, ['--json', 'image', 'copy', '--insecure', `oci:${src}:v1`, `docker://${reg.host}/far/app:1`]));
+        expect((JSON.parse(pushed.stdout) as CopyJson).digest).toBe(made.manifest.digest);
+      } finally {
+        await reg.stop();
+      }
+    } finally {
+      await ns.remove();
+    }
+  });
 });

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { createSign, randomUUID, X509Certificate } from 'node:crypto';
+import { createSign, randomBytes, randomUUID, X509Certificate } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from './cli.js';
@@ -41,11 +41,53 @@ async function waitUp(host: string, child: ChildProcess, logFile: string): Promi
   throw new Error(`docker-registry on ${host} did not come up`);
 }
 
-/** Starts Debian's docker-registry on a free loopback port with temp storage. */
-export async function startRegistry(auth: RegistryAuth = { kind: 'none' }, opts: { logLevel?: 'error' | 'info' } = {}): Promise<Registry> {
+/**
+ * A network namespace this test run made, joined to the host by a veth pair on a random private
+ * /30: an address off loopback that traffic to never leaves this machine.
+ */
+export interface TestNetns {
+  name: string;
+  /** The namespace side's address. */
+  address: string;
+  remove(): Promise<void>;
+}
+
+export async function testNetns(): Promise<TestNetns> {
+  const id = randomBytes(4).toString('hex');
+  const name = `swt${id}`;
+  const net = `10.213.${randomBytes(1)[0]!}.${4 * (randomBytes(1)[0]! % 63)}`.split('.').map(Number);
+  const addr = (last: number): string => [...net.slice(0, 3), net[3]! + last].join('.');
+  const ip = async (...args: string[]): Promise<void> => {
+    const r = await run('ip', args);
+    if (r.code !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr}`);
+  };
+  const remove = async (): Promise<void> => {
+    await run('ip', ['netns', 'del', name]);
+    await run('ip', ['link', 'del', `vh-${id}`]);
+  };
+  try {
+    await ip('netns', 'add', name);
+    await ip('link', 'add', `vh-${id}`, 'type', 'veth', 'peer', 'name', `vn-${id}`);
+    await ip('link', 'set', `vn-${id}`, 'netns', name);
+    await ip('addr', 'add', `${addr(1)}/30`, 'dev', `vh-${id}`);
+    await ip('link', 'set', `vh-${id}`, 'up');
+    await ip('netns', 'exec', name, 'ip', 'addr', 'add', `${addr(2)}/30`, 'dev', `vn-${id}`);
+    await ip('netns', 'exec', name, 'ip', 'link', 'set', `vn-${id}`, 'up');
+    await ip('netns', 'exec', name, 'ip', 'link', 'set', 'lo', 'up');
+  } catch (err) {
+    await remove();
+    throw err;
+  }
+  return { name, address: addr(2), remove };
+}
+
+/**
+ * Starts Debian's docker-registry with temp storage: on a free loopback port, or inside a
+ * network namespace (`netns`) on its address.
+ */
+export async function startRegistry(auth: RegistryAuth = { kind: 'none' }, opts: { logLevel?: 'error' | 'info'; netns?: TestNetns } = {}): Promise<Registry> {
   const dir = await tempDir('slipway-registry-');
-  const port = await freePort();
-  const host = `127.0.0.1:${port}`;
+  const host = opts.netns ? `${opts.netns.address}:5000` : `127.0.0.1:${await freePort()}`;
   let authYaml = '';
   let tokenServer: Server | undefined;
   if (auth.kind === 'htpasswd') {
@@ -66,7 +108,8 @@ export async function startRegistry(auth: RegistryAuth = { kind: 'none' }, opts:
   const { openSync } = await import('node:fs');
   const fd = openSync(logFile, 'a');
   const start = async (): Promise<ChildProcess> => {
-    const c = spawn('docker-registry', ['serve', config], { stdio: ['ignore', fd, fd] });
+    const serve = ['docker-registry', 'serve', config];
+    const c = opts.netns ? spawn('ip', ['netns', 'exec', opts.netns.name, ...serve], { stdio: ['ignore', fd, fd] }) : spawn(serve[0]!, serve.slice(1), { stdio: ['ignore', fd, fd] });
     await waitUp(host, c, logFile);
     return c;
   };
