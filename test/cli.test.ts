@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ok, slipway } from './helpers/cli.js';
+import { BIN, ok, run, slipway } from './helpers/cli.js';
 import { fileEntry, tarOf, writeImage } from './helpers/images.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -48,4 +48,17 @@ describe('CLI contract', () => {
     await ok(slipway(home, ['-q', 'image', 'copy', `oci:${dir}:v1`, 'web:2']));
     expect((await ok(slipway(home, ['image', 'ls']))).stdout).toMatch(/NAME\s+TAG\s+DIGEST\nweb\s+2\s+sha256:/);
   });
+
+  it('draws a progress bar per blob on a terminal and prints one quiet line per blob otherwise', async () => {
+    const home = await tempDir();
+    const src = join(await tempDir(), 'img');
+    await writeImage(src, 'v1', [await tarOf([fileEntry('a', Buffer.alloc(200_000, 7))])]);
+    // util-linux `script` gives the command a pseudo-terminal, as an interactive shell would.
+    const tty = await ok(run('script', ['-qec', `${process.execPath} ${BIN} image copy oci:${src}:v1 oci:${join(home, 'tty')}:v1`, '/dev/null'], { env: { SLIPWAY_HOME: home } }));
+    expect(tty.stdout).toMatch(/sha256:[0-9a-f]{12} \[[^\]]+\] 100% [\d.]+ [kM]?B\/[\d.]+ [kM]?B/);
+    const piped = await ok(slipway(home, ['image', 'copy', `oci:${src}:v1`, `oci:${join(home, 'piped')}:v1`]));
+    expect(piped.stderr).toMatch(/^copied +sha256:[0-9a-f]{12} [\d.]+ [kM]?B$/m);
+    expect(piped.stderr).not.toContain('[');
+  });
 });
+

@@ -22,7 +22,7 @@ export function copyProgress(stream: NodeJS.WriteStream = process.stderr, quiet 
   const multi = new cliProgress.MultiBar(
     {
       stream,
-      format: '{label} [{bar}] {percentage}% {done}/{total}',
+      format: '{label} [{bar}] {percentage}% {done}/{size}',
       hideCursor: true,
       clearOnComplete: false,
       barsize: 30,
@@ -32,7 +32,8 @@ export function copyProgress(stream: NodeJS.WriteStream = process.stderr, quiet 
   const bars = new Map<string, { bar: cliProgress.SingleBar; value: number }>();
   return {
     blobStart(desc) {
-      const bar = multi.create(desc.size, 0, { label: shortDigest(desc.digest), done: '0 B', total: formatBytes(desc.size) });
+      // Not "total": cli-progress fills that token with the raw byte count itself.
+      const bar = multi.create(desc.size, 0, { label: shortDigest(desc.digest), done: '0 B', size: formatBytes(desc.size) });
       bars.set(desc.digest, { bar, value: 0 });
     },
     blobBytes(desc, n) {
