@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { createServer, request as httpRequest } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -60,6 +61,36 @@ describe('registry transport against docker-registry', () => {
     expect(r.digest).toBe(made.manifest.digest);
     const back = await RegistrySource.open(parseDockerReference(`${reg.host}/chunked/app:1`), {});
     expect((await back.getManifest()).digest).toBe(made.manifest.digest);
+  });
+
+  it('uploads in chunks when the registry asks for them (OCI-Chunk-Min-Length)', async () => {
+    // docker-registry never asks: a pass-through proxy in front of it adds the header the spec
+    // defines to its upload-session answers, and counts the requests that reach it.
+    const seen: string[] = [];
+    const proxy = createServer((req, res) => {
+      seen.push(req.method!);
+      const out = httpRequest({ host: '127.0.0.1', port: Number(reg.host.split(':')[1]), method: req.method, path: req.url, headers: req.headers }, (r) => {
+        const headers = { ...r.headers };
+        if (req.method === 'POST' && r.statusCode === 202) headers['oci-chunk-min-length'] = String(128 * 1024);
+        res.writeHead(r.statusCode ?? 502, headers);
+        r.pipe(res);
+      });
+      req.pipe(out);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    try {
+      const host = `127.0.0.1:${(proxy.address() as { port: number }).port}`;
+      const dir = join(await tempDir(), 'asked');
+      const made = await writeImage(dir, 'v1', [await tarOf([fileEntry('r', randomBytes(400_000))])], { raw: true });
+      const r = await ok(slipway(home, ['--json', 'image', 'copy', `oci:${dir}:v1`, `docker://${host}/asked/app:1`]));
+      expect((JSON.parse(r.stdout) as CopyJson).digest).toBe(made.manifest.digest);
+      // Without the header this blob goes up in one PUT; asked, it goes in PATCH chunks.
+      expect(seen.filter((m) => m === 'PATCH').length).toBeGreaterThanOrEqual(1);
+      const back = await RegistrySource.open(parseDockerReference(`${reg.host}/asked/app:1`), {});
+      expect((await back.getManifest()).digest).toBe(made.manifest.digest);
+    } finally {
+      await new Promise((r) => proxy.close(r));
+    }
   });
 
   it('a registry that dies mid-push leaves nothing locally and the push can be rerun', async () => {
