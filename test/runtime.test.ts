@@ -153,6 +153,20 @@ describe('container isolation (each would fail without its protection)', () => {
     expect(size).toBe(65536);
   });
 
+  it('a dyno is held to its memory and pids limits (512 MiB, 512 processes)', async () => {
+    // 700 MB in a shell variable: the OOM killer ends the dyno long before it has it all.
+    const mem = await run('x=$(head -c 700000000 /dev/zero | tr "\\0" a); echo SURVIVED ${#x}');
+    expect(mem.out).not.toContain('SURVIVED');
+    expect(mem.code).toBe(137);
+    // Counted with shell builtins only: at the limit nothing more can be forked.
+    // The shell that meets the limit gives up, so the forking happens in a subshell.
+    const pids = await run('(i=0; while [ $i -lt 600 ]; do sleep 30 & i=$((i + 1)); done); set -- /proc/[0-9]*; echo $#');
+    expect(pids.out).toMatch(/can't fork|Resource temporarily unavailable/);
+    const count = Number(/^(\d+)$/m.exec(pids.out)?.[1]);
+    expect(count).toBeGreaterThan(400);
+    expect(count).toBeLessThanOrEqual(512);
+  });
+
   it('the stack cannot be written, and what a dyno writes is gone with it', async () => {
     const stacks = join(h, 'stacks');
     expect((await run('touch /bin/owned && echo WROTE; echo x >> /etc/passwd && echo WROTE2')).out).not.toMatch(/WROTE/);

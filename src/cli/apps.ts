@@ -24,7 +24,7 @@ function buildRuntimeFactory(home: string, stack: Stack, wanted: string, warn: (
     if (wanted === 'process') return processes();
     const stateRoot = join(home, 'run');
     try {
-      for (const rt of ['runc', 'crun']) await reapContainers({ name: rt, root: join(stateRoot, rt) }, BUILD_CONTAINER_PREFIX);
+      for (const rt of ['runc', 'crun']) await reapContainers({ name: rt, root: join(stateRoot, rt), cgroups: 'runtime' }, BUILD_CONTAINER_PREFIX);
       const rootfs = await unpackedStack(home, stack);
       const { runtime, why } = await ContainerBuildRuntime.open(stateRoot, rootfs, dirs, join(dirs.root, 'bundles'));
       for (const w of why) warn(`note: ${w}; using ${runtime.runtimeName}`);

@@ -22,7 +22,8 @@ import { unpackedSlug } from '../slug/unpacked.js';
 import { unpackedStack } from '../stack/unpacked.js';
 import { writeFileAtomic } from '../store/atomic.js';
 import { DYNO_INIT, listensIn, type DynoIo, type DynoRuntime, type DynoSpec, type Exit, type RunningDyno } from './dyno.js';
-import { pickOciRuntime, type OciRuntime } from './oci-runtime.js';
+import { DynoCgroup, hasV1Controllers } from './cgroup.js';
+import { describe, pickOciRuntime, runtimeCommand, type OciRuntime } from './oci-runtime.js';
 import { MASKED_PATHS, NO_CAPABILITIES, READONLY_PATHS, standardMounts } from './spec.js';
 
 export const DYNO_PREFIX = 'slipway-dyno-';
@@ -101,10 +102,12 @@ async function runOnce(rt: OciRuntime, dir: string, stackRoot: string, config: (
   await mkdir(bundle, { recursive: true });
   await writeFile(join(bundle, 'config.json'), JSON.stringify(config(stackRoot)));
   try {
-    const r = spawnSync(rt.name, ['--root', rt.root, 'run', '--bundle', bundle, id], { encoding: 'utf8' });
+    const [cmd, ...args] = runtimeCommand(rt, ['run', '--bundle', bundle, id]);
+    const r = spawnSync(cmd!, args, { encoding: 'utf8' });
     return { code: r.status, stderr: `${r.stderr ?? ''}${r.error?.message ?? ''}` };
   } finally {
-    spawnSync(rt.name, ['--root', rt.root, 'delete', '--force', id]);
+    const [cmd, ...args] = runtimeCommand(rt, ['delete', '--force', id]);
+    spawnSync(cmd!, args);
     await rm(bundle, { recursive: true, force: true });
   }
 }
@@ -180,19 +183,34 @@ export class ContainerRuntime implements DynoRuntime {
     stackRoot = view.of(stackRoot);
     const base = PROBE_UID_BASE;
     const config = (withLimits: boolean) => (rootfs: string): object => dynoConfig({ rootfs, uidBase: base, hostname: 'probe', args: ['/bin/true'], env: ['PATH=/usr/bin:/bin'], limits: withLimits ? limits : undefined, readonlyRoot: true });
-    const { runtime, why } = await pickOciRuntime(state, async (rt) => {
-      const r = await runOnce(rt, probeDir, stackRoot, config(false));
-      if (r.code !== 0) throw new Error(r.stderr.trim() || `exit ${r.code}`);
-    });
-    const notes = why.map((w) => `${w}; using ${runtime.name}`);
-    const memo = join(state, `limits-${runtime.name}.json`);
+    const { runtime, why } = await pickOciRuntime(
+      state,
+      async (rt) => {
+        const r = await runOnce(rt, probeDir, stackRoot, config(false));
+        if (r.code !== 0) throw new Error(r.stderr.trim() || `exit ${r.code}`);
+      },
+      { slipwayCgroups: hasV1Controllers() },
+    );
+    const notes = why.map((w) => `${w}; using ${describe(runtime)}`);
     let limited: boolean;
-    if (existsSync(memo)) limited = (JSON.parse(readFileSync(memo, 'utf8')) as { limited: boolean }).limited;
-    else {
-      const r = await runOnce(runtime, probeDir, stackRoot, config(true));
-      limited = r.code === 0;
-      if (!limited) notes.push(`memory and pids limits are not applied: ${runtime.name} cannot set them on this host's cgroups (${r.stderr.split('\n').filter(Boolean).slice(-1)[0] ?? ''})`);
-      await writeFileAtomic(memo, JSON.stringify({ limited }));
+    if (runtime.cgroups === 'slipway') {
+      DynoCgroup.removeStale(DYNO_PREFIX);
+      try {
+        await DynoCgroup.create(`${DYNO_PREFIX}probe-${randomBytes(4).toString('hex')}`, limits).remove();
+        limited = true;
+      } catch (err) {
+        limited = false;
+        notes.push(`memory and pids limits are not applied: ${(err as Error).message}`);
+      }
+    } else {
+      const memo = join(state, `limits-${runtime.name}.json`);
+      if (existsSync(memo)) limited = (JSON.parse(readFileSync(memo, 'utf8')) as { limited: boolean }).limited;
+      else {
+        const r = await runOnce(runtime, probeDir, stackRoot, config(true));
+        limited = r.code === 0;
+        if (!limited) notes.push(`memory and pids limits are not applied: ${runtime.name} cannot set them on this host's cgroups (${r.stderr.split('\n').filter(Boolean).slice(-1)[0] ?? ''})`);
+        await writeFileAtomic(memo, JSON.stringify({ limited }));
+      }
     }
     return new ContainerRuntime(home, db, view, runtime, limited ? limits : undefined, notes);
   }
@@ -224,12 +242,12 @@ export class ContainerRuntime implements DynoRuntime {
       hostname: spec.name.replace(/\./g, '-'),
       args: ['/bin/sh', '-c', DYNO_INIT, 'init', spec.command],
       env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
-      limits: this.limits,
+      limits: this.rt.cgroups === 'runtime' ? this.limits : undefined,
     });
     writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-    const runc = spawn(this.rt.name, ['--root', this.rt.root, 'run', '--bundle', dir, '--pid-file', join(dir, 'pid'), id], {
-      stdio: io.stdio === 'inherit' ? 'inherit' : ['ignore', 'pipe', 'pipe'],
-    });
+    const cg = this.rt.cgroups === 'slipway' && this.limits ? DynoCgroup.create(id, this.limits) : undefined;
+    const [cmd, ...args] = runtimeCommand(this.rt, ['run', '--bundle', dir, '--pid-file', join(dir, 'pid'), id], { procs: cg?.procsFiles() ?? [], ownTcpHash: true });
+    const runc = spawn(cmd!, args, { stdio: io.stdio === 'inherit' ? 'inherit' : ['ignore', 'pipe', 'pipe'] });
     if (io.stdio === 'pipe') {
       runc.stdout!.on('data', (c: Buffer) => io.onOutput?.(c));
       runc.stderr!.on('data', (c: Buffer) => io.onOutput?.(c));
@@ -240,6 +258,7 @@ export class ContainerRuntime implements DynoRuntime {
       bridge?.kill('SIGKILL');
       // `runc run` deletes its container, and with it the /app overlay; only the directories remain.
       rmSync(dir, { recursive: true, force: true });
+      await cg?.remove().catch((err: Error) => io.onOutput?.(Buffer.from(`slipway: ${err.message}\n`)));
     };
     const exited = ran.then(async (e) => {
       await cleanup();
@@ -260,7 +279,10 @@ export class ContainerRuntime implements DynoRuntime {
       exited,
       listening: async () => pid > 0 && (await listensIn(pid, spec.port)) && existsSync(socketPath),
       signal: async (sig) => {
-        await sh(this.rt.name, ['--root', this.rt.root, 'kill', '--all', id, sig]);
+        if (cg) return cg.signal(sig, runc.pid);
+        // Without cgroups of its own to find them by, crun signals the container's init, which passes it on.
+        const [cmd, ...args] = runtimeCommand(this.rt, ['kill', ...(this.rt.cgroups === 'runtime' ? ['--all'] : []), id, sig]);
+        await sh(cmd!, args);
       },
     };
   }
