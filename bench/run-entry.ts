@@ -1,11 +1,14 @@
 // Dyno launch figures, driven through Slipway's own runtime (bundled by bench/run.mjs):
 // (a) launch latency, start → the app's first output, against raw `runc run` of an equivalent
-// hand-written bundle (same config, namespaces and root, mounted beforehand); (b) sustained launches
-// per minute with several launches in flight.
+// hand-written bundle (same config, namespaces, root and limits), and against raw `crun run` of it
+// where crun is what Slipway uses (run as it must be on this host: see oci-runtime.ts);
+// (b) sustained launches per minute with several launches in flight.
 import { spawn } from 'node:child_process';
 import { chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { APP_UID, appOverlay, ContainerRuntime, dynoConfig, HostView } from '../src/runtime/container-dyno.js';
+import { DynoCgroup } from '../src/runtime/cgroup.js';
+import { APP_UID, appOverlay, ContainerRuntime, DEFAULT_LIMITS, dynoConfig, HostView } from '../src/runtime/container-dyno.js';
+import { runtimeCommand, type OciRuntime } from '../src/runtime/oci-runtime.js';
 import type { DynoSpec } from '../src/runtime/dyno.js';
 import { uidRange } from '../src/release/formation.js';
 import { builtRelease } from '../src/release/releases.js';
@@ -45,20 +48,28 @@ const slug = await unpackedSlug(home, rel.slug as Digest, base);
 const stackRoot = await unpackedStack(home, stack);
 const raw = join(home, 'dynos', 'bench-raw');
 
-async function rawLaunch(i: number, command: string): Promise<number> {
+/** The raw runtimes: runc managing its cgroups, and crun as Slipway runs it, when it does. */
+const raws: Record<string, OciRuntime> = { runc: { name: 'runc', root: join(raw, 'runc'), cgroups: 'runtime' } };
+if (runtime.rt.name === 'crun') raws.crun = { ...runtime.rt, root: join(raw, 'crun') };
+
+async function rawLaunch(rt: OciRuntime, i: number, command: string): Promise<number> {
   const bundle = join(raw, `b${i}`);
   await mkdir(join(bundle, 'upper'), { recursive: true });
   await mkdir(join(bundle, 'work'));
   await chown(join(bundle, 'upper'), base + APP_UID, base + APP_UID);
   await chown(join(bundle, 'work'), base, base);
-  await writeFile(join(bundle, 'config.json'), JSON.stringify(dynoConfig({ rootfs: view.of(stackRoot), readonlyRoot: true, mounts: [appOverlay(view, slug, bundle)], uidBase: base, hostname: 'raw', args: ['/bin/sh', '-c', command], env: ['PATH=/usr/bin:/bin', 'HOME=/app'] })));
+  const limits = rt.cgroups === 'runtime' ? DEFAULT_LIMITS : undefined;
+  await writeFile(join(bundle, 'config.json'), JSON.stringify(dynoConfig({ rootfs: view.of(stackRoot), readonlyRoot: true, mounts: [appOverlay(view, slug, bundle)], uidBase: base, hostname: 'raw', args: ['/bin/sh', '-c', command], env: ['PATH=/usr/bin:/bin', 'HOME=/app'], limits })));
   const id = `slipway-bench-raw-${process.pid}-${i}`;
   const t0 = now();
+  const cg = rt.cgroups === 'slipway' ? DynoCgroup.create(id, DEFAULT_LIMITS) : undefined;
   let first = 0;
-  const child = spawn(runtime.rt.name, ['--root', join(raw, 'state'), 'run', '--bundle', bundle, id], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const [cmd, ...args] = runtimeCommand(rt, ['run', '--bundle', bundle, id], { procs: cg?.procsFiles() ?? [], ownTcpHash: rt.cgroups === 'slipway' });
+  const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout.on('data', () => (first ||= now()));
   child.stderr.on('data', () => (first ||= now()));
   await new Promise((r) => child.on('exit', r));
+  await cg?.remove();
   await rm(bundle, { recursive: true, force: true });
   return first - t0;
 }
@@ -69,11 +80,11 @@ const stats = (xs: number[]): { median: number; p95: number } => {
 };
 
 const ours: number[] = [];
-const theirs: number[] = [];
-// Interleaved, so both see the same machine.
+const theirs: Record<string, number[]> = Object.fromEntries(Object.keys(raws).map((k) => [k, []]));
+// Interleaved, so all see the same machine.
 for (let i = 0; i < LAUNCHES; i++) {
   ours.push(await slipwayLaunch(i, 'echo started'));
-  theirs.push(await rawLaunch(i, 'echo started'));
+  for (const [k, rt] of Object.entries(raws)) theirs[k]!.push(await rawLaunch(rt, i, 'echo started'));
 }
 
 /** Launches completed in SECONDS with `inFlight` at a time, each running `true`. */
@@ -90,6 +101,7 @@ async function sustained(launch: (i: number, c: string) => Promise<number>, inFl
   return (done / SECONDS) * 60;
 }
 const perMinute = await sustained(slipwayLaunch, Number(inFlightArg));
-const rawPerMinute = await sustained(rawLaunch, Number(inFlightArg));
+const rawFigures: Record<string, { median: number; p95: number; perMinute: number }> = {};
+for (const [k, rt] of Object.entries(raws)) rawFigures[k] = { ...stats(theirs[k]!), perMinute: await sustained((i, c) => rawLaunch(rt, i, c), Number(inFlightArg)) };
 db.close();
-console.log(JSON.stringify({ runtime: runtime.rt.name, notes: runtime.notes, ours: stats(ours), raw: stats(theirs), perMinute, rawPerMinute }));
+console.log(JSON.stringify({ runtime: runtime.rt.name, notes: runtime.notes, ours: stats(ours), perMinute, raw: rawFigures }));

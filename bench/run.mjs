@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The runtime's figures, in one run on this machine:
 // (a) dyno launch latency (start → app process running and printing), median and p95 over 200
-//     launches, against raw `runc run` of an equivalent hand-written bundle (crun where it works);
+//     launches, against raw `runc run` of an equivalent hand-written bundle, and raw `crun run` of
+//     it when Slipway runs crun;
 // (b) sustained launches per minute on this machine, several in flight;
 // (c) router throughput with wrk over 2 container dynos of the example Node.js app, against wrk
 //     straight to the same app run as one plain process on the host, with the p99 overhead;
@@ -104,10 +105,11 @@ try {
   const f = (x) => x.toFixed(1);
   console.log(`OCI runtime: ${launch.runtime}${launch.notes.length ? ` (${launch.notes.join('; ')})` : ''}`);
   console.log(`(a) launch latency over ${LAUNCHES} launches, start → the app's first output:`);
-  console.log(`    slipway dyno  median ${f(launch.ours.median)} ms  p95 ${f(launch.ours.p95)} ms`);
-  console.log(`    raw runc run  median ${f(launch.raw.median)} ms  p95 ${f(launch.raw.p95)} ms`);
-  console.log(`    ratio         median ${(launch.ours.median / launch.raw.median).toFixed(2)}x  p95 ${(launch.ours.p95 / launch.raw.p95).toFixed(2)}x  (goal <= 1.3x)`);
-  console.log(`(b) sustained launches, ${IN_FLIGHT} in flight: slipway ${launch.perMinute.toFixed(0)}/min, raw runc ${launch.rawPerMinute.toFixed(0)}/min (goal >= 3,000/min)`);
+  console.log(`    slipway dyno (${launch.runtime})  median ${f(launch.ours.median)} ms  p95 ${f(launch.ours.p95)} ms`);
+  for (const [k, r] of Object.entries(launch.raw)) {
+    console.log(`    raw ${k} run   median ${f(r.median)} ms  p95 ${f(r.p95)} ms;  slipway/raw ${k}: median ${(launch.ours.median / r.median).toFixed(2)}x  p95 ${(launch.ours.p95 / r.p95).toFixed(2)}x  (goal <= 1.3x)`);
+  }
+  console.log(`(b) sustained launches, ${IN_FLIGHT} in flight: slipway ${launch.perMinute.toFixed(0)}/min, ${Object.entries(launch.raw).map(([k, r]) => `raw ${k} ${r.perMinute.toFixed(0)}/min`).join(', ')} (goal >= 3,000/min)`);
   if (!only) {
   console.log(`(c) wrk -t2 -c32 -d10s: router over 2 container dynos ${routed.rps.toFixed(0)} req/s p99 ${f(routed.p99)} ms; the app as one host process ${straight.rps.toFixed(0)} req/s p99 ${f(straight.p99)} ms`);
   console.log(`    ratio ${(routed.rps / straight.rps).toFixed(2)}x of direct (goal >= 0.8x), p99 overhead ${f(routed.p99 - straight.p99)} ms`);
