@@ -277,7 +277,7 @@ export class ContainerRuntime implements DynoRuntime {
       pid,
       endpoint: { socketPath },
       exited,
-      listening: async () => pid > 0 && (await listensIn(pid, spec.port)) && existsSync(socketPath),
+      listening: async () => pid > 0 && listensIn(pid, spec.port) && existsSync(socketPath),
       signal: async (sig) => {
         if (cg) return cg.signal(sig, runc.pid);
         // Without cgroups of its own to find them by, crun signals the container's init, which passes it on.
