@@ -55,6 +55,8 @@ try {
   console.log(`    container dyno (${boot.runtime})  ${f(boot.dyno)} ms`);
   console.log(`    java -jar on the host     ${f(boot.host)} ms`);
   console.log(`    ratio ${(boot.dyno / boot.host).toFixed(2)}x (goal <= 1.1x)`);
+  const p = boot.phases;
+  console.log(`    medians, ms after start: process running ${f(p.dyno.started)} (dyno) / ${f(p.host.started)} (host); port listening ${f(p.dyno.listening)} / ${f(p.host.listening)}; Jetty's own "Started @" (JVM uptime) ${f(p.dyno.jettyStarted)} / ${f(p.host.jettyStarted)}`);
 } finally {
   spawnSync(process.execPath, [BIN, 'stop', 'hello'], { env: { ...process.env, SLIPWAY_HOME: home }, stdio: 'ignore' });
   await rm(work, { recursive: true, force: true });
