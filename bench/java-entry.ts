@@ -3,9 +3,9 @@
 // WAR (the slug's JRE and Jetty) started straight on the host, interleaved, median of N each.
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { ContainerRuntime } from '../src/runtime/container-dyno.js';
+import { acceptsOn } from '../src/runtime/dyno.js';
 import { builtRelease } from '../src/release/releases.js';
 import { findStackByDigest } from '../src/stack/stacks.js';
 import { unpackedStack } from '../src/stack/unpacked.js';
@@ -30,17 +30,6 @@ const now = (): number => Number(process.hrtime.bigint()) / 1e6;
 /** Often enough to resolve ~1 % of a boot, seldom enough not to slow the boot it watches. */
 const POLL_MS = 10;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** True when a TCP connection to the port is accepted. */
-function connects(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port }, () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
-}
 
 /** One GET; true on a 200. */
 function ok200(target: { socketPath: string } | { port: number }): Promise<boolean> {
@@ -77,10 +66,10 @@ async function until200(listening: () => Promise<boolean>, target: { socketPath:
 }
 
 /** Jetty's own "Started @N ms" (the JVM's uptime when the server is up), per side. */
-const started: { dyno: number[]; host: number[] } = { dyno: [], host: [] };
+const jettyStarted: { dyno: number[]; host: number[] } = { dyno: [], host: [] };
 function jetty(side: 'dyno' | 'host', c: Buffer): void {
   const m = /Started @(\d+)ms/.exec(c.toString());
-  if (m) started[side].push(Number(m[1]));
+  if (m) jettyStarted[side].push(Number(m[1]));
 }
 
 /** Per boot: [process started, port listening] in ms after t0, to show where a difference lies. */
@@ -111,7 +100,7 @@ async function hostBoot(): Promise<number> {
   java.stderr.on('data', (c: Buffer) => jetty('host', c));
   const gone = new Promise((r) => java.once('exit', r));
   const started = now();
-  const listening = await until200(() => connects(hostPort), { port: hostPort });
+  const listening = await until200(() => acceptsOn(hostPort), { port: hostPort });
   const t = now() - t0;
   phases.host.push([started - t0, listening - t0]);
   java.kill('SIGKILL');
@@ -123,12 +112,16 @@ const dyno: number[] = [];
 const host: number[] = [];
 await dynoBoot(-1); // the first start unpacks the slug for the app's uid range
 await hostBoot();
+for (const side of ['dyno', 'host'] as const) {
+  phases[side].length = 0;
+  jettyStarted[side].length = 0;
+}
 for (let i = 0; i < RUNS; i++) {
   dyno.push(await dynoBoot(i));
   host.push(await hostBoot());
 }
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const phase = (ps: [number, number][], i: 0 | 1): number => median(ps.slice(1).map((p) => p[i]));
-const breakdown = (side: 'dyno' | 'host') => ({ started: phase(phases[side], 0), listening: phase(phases[side], 1), jettyStarted: median(started[side].slice(1)) });
+const phase = (ps: [number, number][], i: 0 | 1): number => median(ps.map((p) => p[i]));
+const breakdown = (side: 'dyno' | 'host') => ({ started: phase(phases[side], 0), listening: phase(phases[side], 1), jettyStarted: median(jettyStarted[side]) });
 process.stdout.write(`${JSON.stringify({ runtime: runtime.rt.name, command, javaOpts: rel.config.JAVA_OPTS ?? '', dyno: median(dyno), host: median(host), phases: { dyno: breakdown('dyno'), host: breakdown('host') }, dynoAll: dyno, hostAll: host })}\n`);
 db.close();

@@ -62,7 +62,7 @@ async function rawLaunch(rt: OciRuntime, i: number, command: string): Promise<nu
   await writeFile(join(bundle, 'config.json'), JSON.stringify(dynoConfig({ rootfs: view.of(stackRoot), readonlyRoot: true, mounts: [appOverlay(view, slug, bundle)], uidBase: base, hostname: 'raw', args: ['/bin/sh', '-c', command], env: ['PATH=/usr/bin:/bin', 'HOME=/app'], limits })));
   const id = `slipway-bench-raw-${process.pid}-${i}`;
   const t0 = now();
-  const cg = rt.cgroups === 'slipway' ? DynoCgroup.create(id, DEFAULT_LIMITS) : undefined;
+  const cg = rt.cgroups === 'slipway' ? await DynoCgroup.create(id, DEFAULT_LIMITS) : undefined;
   let first = 0;
   const [cmd, ...args] = runtimeCommand(rt, ['run', '--bundle', bundle, id], { procs: cg?.procsFiles() ?? [], ownTcpHash: rt.cgroups === 'slipway' });
   const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'] });

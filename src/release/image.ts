@@ -17,9 +17,9 @@ export const BASE_DIGEST = 'org.opencontainers.image.base.digest';
 /** How many bottom layers are the stack's: what a rebase replaces. */
 export const BASE_LAYERS = 'io.slipway.base.layers';
 
-/** Sources every .profile.d script, as a dyno does, then runs the command it is given. */
 /** Heroku's order: every readable .profile.d script, sourced from the app directory. */
 export const SOURCE_PROFILE_D = 'for f in .profile.d/*.sh; do [ -r "$f" ] && . "./$f"; done';
+/** Sources every .profile.d script, as a dyno does, then runs the command it is given. */
 export const LAUNCHER = `cd /app && ${SOURCE_PROFILE_D}; exec "$@"`;
 export const DEFAULT_PORT = 5000;
 

@@ -3,8 +3,8 @@
  * 1.8 refuses hosts with a hybrid cgroup layout (v1 controllers beside a v2 tree), and there it
  * still starts containers about five times faster than runc once it leaves cgroups alone. Each
  * dyno gets a group in the v1 memory, pids and devices hierarchies; the runtime is started from
- * inside it (see `enter`), so every process of the container is limited from its first
- * instruction, and signalled or counted through it.
+ * inside it (`runtimeCommand` in oci-runtime.ts), so every process of the container is limited
+ * from its first instruction, and signalled or counted through it.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -43,7 +43,7 @@ export class DynoCgroup {
   }
 
   /** Creates the groups and sets the limits; throws, naming the file, when the kernel refuses one. */
-  static create(id: string, limits: CgroupLimits): DynoCgroup {
+  static async create(id: string, limits: CgroupLimits): Promise<DynoCgroup> {
     const [memory, pids, devices] = DynoCgroup.dirs(id) as [string, string, string];
     const set = (dir: string, file: string, value: string): void => {
       try {
@@ -62,7 +62,7 @@ export class DynoCgroup {
       set(devices, 'devices.deny', 'a');
       for (const rule of ALLOWED_DEVICES) set(devices, 'devices.allow', rule);
     } catch (err) {
-      cg.remove();
+      await cg.remove();
       throw err;
     }
     return cg;

@@ -13,8 +13,8 @@
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
-import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, mkdir, rm, rmdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { Db } from '../store/db.js';
 import type { Digest } from '../oci/digest.js';
 import { uidRange, UID_RANGE_SIZE } from '../release/formation.js';
@@ -88,7 +88,7 @@ export function appOverlay(view: HostView, slug: string, dir: string): object {
   };
 }
 
-/** Runs a helper (a bind mount, runc kill) without blocking the event loop: dynos start in parallel. */
+/** Runs a helper (a bind mount, the OCI runtime's kill) without blocking the event loop: dynos start in parallel. */
 function sh(cmd: string, args: string[]): Promise<{ ok: boolean; err: string }> {
   return new Promise((resolve) => {
     execFile(cmd, args, { encoding: 'utf8' }, (err, _out, stderr) => resolve({ ok: !err, err: (stderr || err?.message || '').trim() }));
@@ -133,8 +133,14 @@ export class HostView {
     for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
       const [, , , source, target] = line.split(' ');
       if (!target?.startsWith('/run/slipway/h-')) continue;
-      if (source?.endsWith('//deleted')) await sh('umount', ['-l', target]);
-      else mounted.add(target);
+      if (!source?.endsWith('//deleted')) {
+        mounted.add(target);
+        continue;
+      }
+      await sh('umount', ['-l', target]);
+      // The view's directories go too once empty (the last of its three takes the view's own).
+      await rmdir(target).catch(() => undefined);
+      await rmdir(dirname(target)).catch(() => undefined);
     }
     await mkdir(root, { recursive: true, mode: 0o711 });
     await chmod('/run/slipway', 0o711);
@@ -196,7 +202,7 @@ export class ContainerRuntime implements DynoRuntime {
     if (runtime.cgroups === 'slipway') {
       DynoCgroup.removeStale(DYNO_PREFIX);
       try {
-        await DynoCgroup.create(`${DYNO_PREFIX}probe-${randomBytes(4).toString('hex')}`, limits).remove();
+        await (await DynoCgroup.create(`${DYNO_PREFIX}probe-${randomBytes(4).toString('hex')}`, limits)).remove();
         limited = true;
       } catch (err) {
         limited = false;
@@ -245,18 +251,18 @@ export class ContainerRuntime implements DynoRuntime {
       limits: this.rt.cgroups === 'runtime' ? this.limits : undefined,
     });
     writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-    const cg = this.rt.cgroups === 'slipway' && this.limits ? DynoCgroup.create(id, this.limits) : undefined;
+    const cg = this.rt.cgroups === 'slipway' && this.limits ? await DynoCgroup.create(id, this.limits) : undefined;
     const [cmd, ...args] = runtimeCommand(this.rt, ['run', '--bundle', dir, '--pid-file', join(dir, 'pid'), id], { procs: cg?.procsFiles() ?? [], ownTcpHash: true });
-    const runc = spawn(cmd!, args, { stdio: io.stdio === 'inherit' ? 'inherit' : ['ignore', 'pipe', 'pipe'] });
+    const oci = spawn(cmd!, args, { stdio: io.stdio === 'inherit' ? 'inherit' : ['ignore', 'pipe', 'pipe'] });
     if (io.stdio === 'pipe') {
-      runc.stdout!.on('data', (c: Buffer) => io.onOutput?.(c));
-      runc.stderr!.on('data', (c: Buffer) => io.onOutput?.(c));
+      oci.stdout!.on('data', (c: Buffer) => io.onOutput?.(c));
+      oci.stderr!.on('data', (c: Buffer) => io.onOutput?.(c));
     }
-    const ran = new Promise<Exit>((resolve) => runc.on('exit', (code, signal) => resolve({ code, signal })));
+    const ran = new Promise<Exit>((resolve) => oci.on('exit', (code, signal) => resolve({ code, signal })));
     let bridge: ChildProcess | undefined;
     const cleanup = async (): Promise<void> => {
       bridge?.kill('SIGKILL');
-      // `runc run` deletes its container, and with it the /app overlay; only the directories remain.
+      // `run` deletes the container, and with it the /app overlay; only the directories remain.
       rmSync(dir, { recursive: true, force: true });
       await cg?.remove().catch((err: Error) => io.onOutput?.(Buffer.from(`slipway: ${err.message}\n`)));
     };
@@ -265,7 +271,7 @@ export class ContainerRuntime implements DynoRuntime {
       return e;
     });
     // A command that ends at once may be gone before its pid is seen: the exit tells the rest
-    // (and runc's own error, when it could not start it at all, is in the dyno's output).
+    // (and the OCI runtime's own error, when it could not start it at all, is in the dyno's output).
     const pid = (await waitForPid(dir, 'pid', ran)) ?? 0;
     const socketPath = join(dir, 'port.sock');
     if (spec.type === 'web' && pid > 0) {
@@ -279,7 +285,7 @@ export class ContainerRuntime implements DynoRuntime {
       exited,
       listening: async () => pid > 0 && listensIn(pid, spec.port) && existsSync(socketPath),
       signal: async (sig) => {
-        if (cg) return cg.signal(sig, runc.pid);
+        if (cg) return cg.signal(sig, oci.pid);
         // Without cgroups of its own to find them by, crun signals the container's init, which passes it on.
         const [cmd, ...args] = runtimeCommand(this.rt, ['kill', ...(this.rt.cgroups === 'runtime' ? ['--all'] : []), id, sig]);
         await sh(cmd!, args);
@@ -289,9 +295,9 @@ export class ContainerRuntime implements DynoRuntime {
 }
 
 /**
- * runc writes the pid file (atomically, by rename) once the container's process exists: watched
- * with inotify rather than polled, so dynos starting together cost no busy loop. Undefined if
- * runc exits first.
+ * The OCI runtime writes the pid file once the container's process exists: watched with inotify
+ * rather than polled, so dynos starting together cost no busy loop. Undefined if the runtime
+ * exits first.
  */
 async function waitForPid(dir: string, file: string, ran: Promise<unknown>): Promise<number | undefined> {
   const read = (): number | undefined => {

@@ -4,6 +4,7 @@
  * the router never ask which one they have.
  */
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { SOURCE_PROFILE_D } from '../release/image.js';
 import type { Release } from '../release/releases.js';
 
@@ -68,6 +69,17 @@ export const DYNO_INIT = [
   'c=$!',
   'while :; do wait $c; s=$?; kill -0 $c 2>/dev/null || exit $s; done',
 ].join('\n');
+
+/** Does a TCP connection to 127.0.0.1:port get accepted? The readiness check of a host process. */
+export function acceptsOn(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host: '127.0.0.1', port }, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+}
 
 /**
  * Reads /proc/PID/net/tcp6 and tcp: does the network namespace of PID have a listener on port?

@@ -1,7 +1,6 @@
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { writeFileAtomic } from '../store/atomic.js';
 
@@ -24,9 +23,8 @@ export function describe(rt: OciRuntime): string {
   return rt.cgroups === 'slipway' ? `${rt.name} (cgroup manager disabled; cgroups made by Slipway)` : rt.name;
 }
 
-/** The v2 controller list crun 1.8 reads on hybrid hosts, and the empty file shown in its place. */
+/** The v2 controller list crun 1.8 reads on hybrid hosts. */
 const V2_CONTROLLERS = '/sys/fs/cgroup/unified/cgroup.controllers';
-const NO_CONTROLLERS = '/run/slipway/no-cgroup-controllers';
 const CHILD_TCP_HASH = '/proc/sys/net/ipv4/tcp_child_ehash_entries';
 /** Buckets of a container's own TCP hash table: plenty for one dyno's connections. */
 const CONTAINER_TCP_HASH = 4096;
@@ -46,9 +44,9 @@ const SMALL_TCP_HASH = `if [ -w ${CHILD_TCP_HASH} ]; then echo ${CONTAINER_TCP_H
 /**
  * On a hybrid host crun refuses to start while the v2 hierarchy lists any controller, even with
  * its cgroup manager disabled, when it would use none: in a mount namespace of its own (host
- * mounts still propagate into it) an empty file is shown over that list.
+ * mounts still propagate into it) /dev/null, which reads empty, is shown over that list.
  */
-const HIDE_V2_CONTROLLERS = `if [ -e ${V2_CONTROLLERS} ]; then mount --bind ${NO_CONTROLLERS} ${V2_CONTROLLERS} || exit 125; fi`;
+const HIDE_V2_CONTROLLERS = `if [ -e ${V2_CONTROLLERS} ]; then mount --bind /dev/null ${V2_CONTROLLERS} || exit 125; fi`;
 
 /**
  * argv that runs the OCI runtime with `args`. `procs` (cgroup.procs files): the process joins
@@ -61,10 +59,6 @@ export function runtimeCommand(rt: OciRuntime, args: string[], o: { procs?: stri
   const argv = [rt.name, ...(slipwayCgroups ? ['--cgroup-manager=disabled'] : []), '--root', rt.root, ...args];
   if (!slipwayCgroups && !o.ownTcpHash && procs.length === 0) return argv;
   const steps = [JOIN_CGROUPS, ...(o.ownTcpHash ? [SMALL_TCP_HASH] : []), ...(slipwayCgroups ? [HIDE_V2_CONTROLLERS] : []), 'exec "$@"'];
-  if (slipwayCgroups) {
-    mkdirSync(dirname(NO_CONTROLLERS), { recursive: true });
-    writeFileSync(NO_CONTROLLERS, '', { flag: 'a' });
-  }
   const unshare = [...(o.ownTcpHash ? ['--net'] : []), ...(slipwayCgroups ? ['--mount', '--propagation', 'slave'] : [])];
   return [...(unshare.length ? ['unshare', ...unshare] : []), '/bin/sh', '-c', steps.join('\n'), 'slipway-oci', String(procs.length), ...procs, ...argv];
 }

@@ -4,11 +4,10 @@
  * isolation beyond that; the same environment, init, signals and logs as a container dyno.
  */
 import { spawn } from 'node:child_process';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { Digest } from '../oci/digest.js';
 import { unpackedSlug } from '../slug/unpacked.js';
-import { DYNO_INIT, type DynoIo, type DynoRuntime, type DynoSpec, type Exit, type RunningDyno } from './dyno.js';
+import { acceptsOn, DYNO_INIT, type DynoIo, type DynoRuntime, type DynoSpec, type Exit, type RunningDyno } from './dyno.js';
 
 export class ProcessRuntime implements DynoRuntime {
   readonly kind = 'process' as const;
@@ -44,13 +43,7 @@ export class ProcessRuntime implements DynoRuntime {
       pid,
       endpoint: { host: '127.0.0.1', port: spec.port },
       exited,
-      listening: () => new Promise((resolve) => {
-        const s = connect({ host: '127.0.0.1', port: spec.port }, () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.on('error', () => resolve(false));
-      }),
+      listening: () => acceptsOn(spec.port),
       signal: async (sig) => {
         try {
           process.kill(-pid, sig);
