@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createReadStream, existsSync } from 'node:fs';
+import { copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { ok, slipway, type RunResult } from './helpers/cli.js';
@@ -112,6 +113,63 @@ describe('the java buildpack on a Debian stack with Java and Maven', () => {
     const answers = await answersAtWeb2(home, 'jjar');
     expect(answers[0]).toMatch(/^Hello from Slipway: web\.1 of v\d+, Java 17\.\S+, embedded HTTP server$/);
     expect(answers[1]).toMatch(/^Hello from Slipway: web\.2 of v\d+, Java 17\.\S+, embedded HTTP server$/);
+  }, 300_000);
+
+  it('takes a prebuilt executable JAR next to a Procfile, with the stack\'s JRE', async () => {
+    const [rel] = (await builtReleases(home, 'jjar')).slice(-1);
+    const src = await tempDir('slipway-prejar-');
+    await copyFile(join(await unpackSlug(home, rel!.slug!), 'app/target/java-jar.jar'), join(src, 'app.jar'));
+    await writeFile(join(src, 'Procfile'), 'web: java $JAVA_OPTS -jar app.jar\n');
+    await ok(slipway(home, ['apps', 'create', 'prejar']));
+    const out = said(await ok(slipway(home, ['build', src, '--app', 'prejar', '--stack', 'java', '--runtime', 'container'])));
+    expect(out).toContain('-----> Java app detected');
+    expect(out).not.toContain('mvn');
+    const [built] = (await builtReleases(home, 'prejar')).slice(-1);
+    expect(existsSync(join(await unpackSlug(home, built!.slug!), 'app/.jdk/bin/java'))).toBe(true);
+    const answers = await answersAtWeb2(home, 'prejar');
+    expect(answers[0]).toMatch(/^Hello from Slipway: web\.1 of v\d+, Java 17\.\S+, embedded HTTP server$/);
+  }, 300_000);
+
+  it('resolves from the repository MAVEN_REPOSITORY_URL names, or the one an app\'s settings.xml names, when it answers', async () => {
+    // A real HTTP Maven repository on loopback: the Java stack's own /usr/share/maven-repo, served as files.
+    const stacks = join(home, 'stacks');
+    const stack = (await readdir(stacks)).map((d) => join(stacks, d, 'rootfs/usr/share/maven-repo')).find((d) => existsSync(d))!;
+    const fetched: string[] = [];
+    const server = createServer((req, res) => {
+      const path = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)).replace(/^\/maven2\//, '');
+      const file = join(stack, path);
+      if (!file.startsWith(`${stack}/`)) return void res.writeHead(400).end();
+      stat(file).then((st) => {
+        if (!st.isFile()) throw new Error('not a file');
+        fetched.push(path);
+        res.writeHead(200, { 'content-length': st.size });
+        if (req.method === 'HEAD') return void res.end();
+        createReadStream(file).pipe(res);
+      }).catch(() => res.writeHead(404).end());
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/maven2`;
+    try {
+      await ok(slipway(home, ['apps', 'create', 'jrepo']));
+      await ok(slipway(home, ['config', 'set', 'jrepo', `MAVEN_REPOSITORY_URL=${url}`]));
+      const viaVar = said(await ok(slipway(home, ['build', repo('examples/java-war'), '--app', 'jrepo', '--stack', 'java', '--runtime', 'container'])));
+      expect(viaVar).toContain(`-----> Maven repository ${url}\n`);
+      expect(viaVar).toContain('BUILD SUCCESS');
+      expect(fetched.filter((f) => f.endsWith('.jar')).length).toBeGreaterThan(10);
+      expect(fetched.some((f) => f.endsWith('.pom'))).toBe(true);
+
+      const src = await tempDir('slipway-settings-');
+      execFileSync('cp', ['-r', `${repo('examples/java-war')}/.`, src]);
+      await writeFile(join(src, 'settings.xml'), `<settings><mirrors><mirror><id>app</id><mirrorOf>*</mirrorOf><url>${url}</url></mirror></mirrors></settings>\n`);
+      const before = fetched.length;
+      await ok(slipway(home, ['apps', 'create', 'jsettings']));
+      const viaFile = said(await ok(slipway(home, ['build', src, '--app', 'jsettings', '--stack', 'java', '--runtime', 'container'])));
+      expect(viaFile).toContain('-----> Maven settings from settings.xml');
+      expect(viaFile).toContain('BUILD SUCCESS');
+      expect(fetched.length - before).toBeGreaterThan(10);
+    } finally {
+      server.close();
+    }
   }, 300_000);
 
   it('takes a prebuilt WAR next to a Procfile, with the JRE from JDK_URL (a tar in the app, kept out of the slug)', async () => {
