@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import pkg from '../../package.json' with { type: 'json' };
 import { errorMessage, SlipwayError } from '../errors.js';
 import { slipwayHome } from '../home.js';
 import { registerImageCommands } from './image.js';
@@ -22,7 +23,7 @@ export interface Globals {
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('slipway')
     .description('Ship apps, not containers: build slugs on shared stacks, release, restrict, rebase, run anywhere.')
-    .version('0.1.0')
+    .version(pkg.version)
     .option('--json', 'machine-readable output on stdout')
     .option('-q, --quiet', 'no progress output')
     .option('--home <dir>', 'state directory (default $SLIPWAY_HOME or ~/.local/share/slipway)')
