@@ -6,8 +6,8 @@ import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { SlipwayError } from '../errors.js';
-import { getApp } from '../release/apps.js';
-import { currentRelease, releaseSlug, type Release } from '../release/releases.js';
+import { checkAppName } from '../release/apps.js';
+import { latestRelease, releaseSlug, type Release } from '../release/releases.js';
 import { parseProcfile, type ProcessTypes } from '../slug/procfile.js';
 import { createSlug, slugTag, type BuildpackUsed, type Slug } from '../slug/slug.js';
 import type { Restrictions } from '../restrictions/document.js';
@@ -55,6 +55,11 @@ export interface BuildOptions {
   out: (line: string) => void;
   /** When set, the slug is judged before it is released; a deny leaves no release. */
   restrictions?: Restrictions | undefined;
+  /**
+   * Runs the new release's release command once (a one-off dyno) and says whether it succeeded.
+   * Without it the release stays pending and the next `slipway up` runs it.
+   */
+  releasePhase?: (release: Release, say: (line: string) => void) => Promise<boolean>;
 }
 
 export interface BuildResult {
@@ -159,7 +164,8 @@ const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 export async function build(opts: BuildOptions): Promise<BuildResult> {
   const started = Date.now();
   const { db, home, out } = opts;
-  const app = getApp(db, opts.app, { create: true });
+  // The app itself is created with its first release: a failed first build leaves no app.
+  const app = { name: checkAppName(opts.app) };
   const workspace = join(home, 'builds', app.name);
   await reapBuildDirs(workspace);
   const id = `${new Date().toISOString().replace(/[:.]/g, '-')}-${randomBytes(3).toString('hex')}`;
@@ -185,7 +191,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const skipped = await copySource(opts.source, dirs.app);
     say(header(`Building ${app.name} on the ${opts.stack.name}@v${opts.stack.version} stack`));
     if (skipped) say(indent(`.slugignore: left out ${skipped} path(s)`));
-    const config = currentRelease(db, app.name)?.config ?? {};
+    const config = latestRelease(db, app.name)?.config ?? {};
     for (const [k, v] of Object.entries(config)) await writeFile(join(dirs.env, k), v, { mode: 0o600 });
 
     const specs = opts.buildpacks.length ? opts.buildpacks : await declaredBuildpacks(opts.source);
@@ -280,8 +286,25 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         throw err;
       }
     }
-    const release = releaseSlug(db, app.name, slug.digest, opts.stack, `Deploy ${slug.digest.slice(7, 14)}`);
-    say(header(`Released v${release.version}`));
+    const releaseCommand = Object.hasOwn(processTypes, 'release') ? processTypes.release! : '';
+    // The build claims the release phase it runs, so a running supervisor waits for it.
+    const release = releaseSlug(db, app.name, slug.digest, opts.stack, `Deploy ${slug.digest.slice(7, 14)}`, releaseCommand, opts.releasePhase ? { claim: process.pid } : {});
+    if (release.status === 'pending') {
+      if (!opts.releasePhase) {
+        say(header(`Released v${release.version}: its release command runs at the next slipway up ${app.name}`));
+      } else {
+        say(header('Running release command...'));
+        if (!(await opts.releasePhase(release, (l) => say(indent(l))))) {
+          say(header(`Release phase of v${release.version} failed: v${release.version} is not current`));
+          throw new SlipwayError(`release command of ${app.name} v${release.version} failed: the release does not go live`, {
+            hint: `see the output above and slipway logs ${app.name}; fix it and build again (slipway releases ${app.name} shows what is current)`,
+          });
+        }
+        say(header(`Released v${release.version}`));
+      }
+    } else {
+      say(header(`Released v${release.version}`));
+    }
     return { release, slug, log: dirs.log, seconds: (Date.now() - started) / 1000 };
   } finally {
     await runtime?.close();

@@ -6,13 +6,16 @@ import { build, type BuildDirs } from '../buildpack/build.js';
 import type { BuildRuntime } from '../buildpack/step.js';
 import { SlipwayError, UsageError } from '../errors.js';
 import { checkAppName, createApp, getApp, listApps } from '../release/apps.js';
-import { currentRelease, listReleases, parseAssignments, rollback, setConfig, unsetConfig } from '../release/releases.js';
+import { appInfo, releaseInfo, type AppInfo, type ReleaseInfo } from '../release/info.js';
+import { currentRelease, latestRelease, listReleases, parseAssignments, parseVersion, rollback, setConfig, unsetConfig } from '../release/releases.js';
+import { destroyApp } from '../runtime/destroy.js';
+import { buildReleasePhase } from '../runtime/release-phase.js';
 import { ContainerBuildRuntime, BUILD_CONTAINER_PREFIX } from '../runtime/build-container.js';
 import { ProcessBuildRuntime } from '../runtime/build-process.js';
 import { reapContainers } from '../runtime/oci-runtime.js';
-import { resolveStack, type Stack } from '../stack/stacks.js';
+import { listStacks, resolveStack, type Stack } from '../stack/stacks.js';
 import { unpackedStack } from '../stack/unpacked.js';
-import { table } from './format.js';
+import { formatBytes, table } from './format.js';
 import { print, withDb } from './shared.js';
 import type { Globals } from './main.js';
 
@@ -37,6 +40,43 @@ function buildRuntimeFactory(home: string, stack: Stack, wanted: string, warn: (
   };
 }
 
+function appInfoText(i: AppInfo): string {
+  const types = Object.entries(i.processTypes);
+  return [
+    `=== ${i.name}`,
+    table([
+      ['Current release:', i.current ? `v${i.current.version} (${i.current.description})` : 'none'],
+      ...(i.latest ? [['Latest release:', `v${i.latest.version} ${i.latest.status} (${i.latest.description})`]] : []),
+      ['Stack:', i.stack ? `${i.stack.name}@v${i.stack.version}` : '-'],
+      ['Dynos:', Object.entries(i.formation).map(([t, n]) => `${t}: ${n}`).join(', ') || '-'],
+      ['Web URL:', i.url ?? '- (not run yet)'],
+      ['Slug size:', i.slugSize === undefined ? '-' : formatBytes(i.slugSize)],
+      ['Buildpacks:', i.buildpacks.map((b) => b.name).join(', ') || '-'],
+      ['Releases:', String(i.releases)],
+      ['Created:', i.createdAt.slice(0, 19)],
+    ]),
+    ...(types.length ? ['', '=== Process types', table([['TYPE', 'COMMAND'], ...types])] : []),
+  ].join('\n');
+}
+
+function releaseInfoText(r: ReleaseInfo): string {
+  const types = Object.entries(r.processTypes);
+  const vars = Object.entries(r.config);
+  return [
+    `=== Release v${r.version}${r.current ? ' (current)' : ''}`,
+    table([
+      ['Status:', r.status],
+      ['Change:', r.description],
+      ['When:', r.createdAt.slice(0, 19)],
+      ['Slug:', r.slug ? `${r.slug}${r.slugSize === undefined ? '' : ` (${formatBytes(r.slugSize)})`}` : '-'],
+      ['Stack:', r.stack ? `${r.stack.name}@v${r.stack.version}` : '-'],
+      ['Buildpacks:', r.buildpacks.map((b) => b.name).join(', ') || '-'],
+    ]),
+    ...(types.length ? ['', `=== v${r.version} process types`, table([['TYPE', 'COMMAND'], ...types])] : []),
+    ...(vars.length ? ['', `=== v${r.version} config vars`, ...vars.map(([k, v]) => `${k}=${v}`)] : []),
+  ].join('\n');
+}
+
 export function registerAppCommands(program: Command, globals: () => Globals): void {
   const apps = program.command('apps').description('list apps').action(async () => {
     const g = globals();
@@ -55,6 +95,28 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
         print(g, createApp(db, name), `created ${name}`);
       });
     });
+  apps
+    .command('info')
+    .description('show an app: current release, stack, formation, process types, URL, slug size, buildpacks')
+    .argument('<name>', 'app name')
+    .action(async (name: string) => {
+      const g = globals();
+      const info = await withDb(g, (db) => appInfo(g.home, db, name));
+      print(g, info, appInfoText(info));
+    });
+  apps
+    .command('destroy')
+    .description('stop an app and remove its releases, unused slugs, logs and build cache')
+    .argument('<name>', 'app name')
+    .option('--confirm <name>', 'the app\'s name again: nothing is removed without it')
+    .action(async (name: string, o: { confirm?: string }) => {
+      const g = globals();
+      if (o.confirm !== name) {
+        throw new SlipwayError(`destroying ${name} removes its releases, logs and build cache for good; nothing was removed`, { hint: `to go ahead: slipway apps destroy ${name} --confirm ${name}` });
+      }
+      const r = await withDb(g, (db) => destroyApp(g.home, db, name));
+      print(g, r, `destroyed ${name}${r.stopped ? ' (its dynos stopped)' : ''}: ${r.releases} release(s); ${r.slugsReleased.length} slug(s) no longer used (slipway image gc reclaims their space)`);
+    });
 
   program
     .command('build')
@@ -71,7 +133,7 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
       checkAppName(o.app);
       await withDb(g, async (db) => {
         // First use on a fresh host: the default stack is bootstrapped once, with progress.
-        const none = o.stack === undefined && (db.prepare('SELECT COUNT(*) AS n FROM stacks').get() as { n: number }).n === 0;
+        const none = o.stack === undefined && listStacks(db).length === 0;
         if (none) {
           if (!g.quiet) process.stderr.write(`No stack on this host yet: bootstrapping the default one, ${DEFAULT_STACK.name} (Debian minbase + ${DEFAULT_STACK.include.join(', ')}), once.\n`);
           const { stack: st } = await bootstrapStack(g, db, DEFAULT_STACK.name, DEFAULT_STACK);
@@ -88,6 +150,7 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
           buildpacks: o.buildpack,
           restrictions: restrictionsFor(g.home, o.restrictions),
           runtime: buildRuntimeFactory(g.home, stack, o.runtime, (s) => process.stderr.write(`${s}\n`)),
+          releasePhase: buildReleasePhase(g.home, db, stack, o.runtime as 'auto' | 'container' | 'process'),
           out: (line) => {
             if (!quiet) process.stdout.write(`${line}\n`);
           },
@@ -96,23 +159,40 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
       });
     });
 
-  program
+  const releases = program
     .command('releases')
-    .description('list an app\'s releases, newest first')
+    .description('list an app\'s releases, newest first, with their status and which one is current')
     .argument('<app>', 'app name')
     .action(async (name: string) => {
       const g = globals();
       await withDb(g, async (db) => {
         getApp(db, name);
-        const rows = listReleases(db, name).map(({ config, ...r }) => ({ ...r, configKeys: Object.keys(config) }));
+        const current = currentRelease(db, name)?.version;
+        const rows = listReleases(db, name).map(({ config, ...r }) => ({ ...r, current: r.version === current, configKeys: Object.keys(config) }));
         print(
           g,
           rows,
           rows.length === 0
             ? `${name} has no releases yet`
-            : table([['VERSION', 'DESCRIPTION', 'SLUG', 'STACK', 'CREATED'], ...rows.map((r) => [`v${r.version}`, r.description, r.slug?.slice(0, 19) ?? '-', r.stack ? `${r.stack.name}@v${r.stack.version}` : '-', r.createdAt.slice(0, 19)])]),
+            : `=== ${name} releases (current: ${current === undefined ? 'none' : `v${current}`})\n${table([
+              ['VERSION', 'STATUS', 'DESCRIPTION', 'SLUG', 'STACK', 'CREATED'],
+              ...rows.map((r) => [`v${r.version}${r.current ? ' *' : ''}`, r.status, r.description, r.slug?.slice(0, 19) ?? '-', r.stack ? `${r.stack.name}@v${r.stack.version}` : '-', r.createdAt.slice(0, 19)]),
+            ])}`,
         );
       });
+    });
+  releases
+    .command('info')
+    .description('show one release: status, slug, stack, process types, buildpacks, config vars')
+    .argument('<app>', 'app name')
+    .argument('<version>', 'vN')
+    .option('--reveal', 'print the config values')
+    .action(async (name: string, version: string, o: { reveal?: boolean }) => {
+      const g = globals();
+      const v = parseVersion(version);
+      const info = await withDb(g, (db) => releaseInfo(g.home, db, name, v));
+      const shown = { ...info, config: Object.fromEntries(Object.entries(info.config).map(([k, val]) => [k, o.reveal ? val : '••••••'])) };
+      print(g, shown, releaseInfoText(shown));
     });
 
   const config = program
@@ -124,7 +204,7 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
       const g = globals();
       await withDb(g, async (db) => {
         getApp(db, name);
-        const vars = currentRelease(db, name)?.config ?? {};
+        const vars = latestRelease(db, name)?.config ?? {};
         const shown = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, o.reveal ? v : '••••••']));
         print(g, shown, Object.keys(vars).length === 0 ? `${name} has no config vars` : Object.entries(shown).map(([k, v]) => `${k}=${v}`).join('\n'));
       });
@@ -163,11 +243,10 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
     .argument('<version>', 'vN')
     .action(async (name: string, version: string) => {
       const g = globals();
-      const m = /^v?(\d+)$/.exec(version);
-      if (!m) throw new UsageError(`"${version}" is not a release version (vN)`);
+      const v = parseVersion(version);
       await withDb(g, async (db) => {
         getApp(db, name);
-        const r = rollback(db, name, Number(m[1]));
+        const r = rollback(db, name, v);
         print(g, { version: r.version, description: r.description }, `${r.description}: v${r.version}`);
       });
     });

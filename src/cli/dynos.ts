@@ -3,15 +3,16 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, sta
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { SlipwayError, UsageError } from '../errors.js';
-import { formatFormation, getFormation, parseFormation, setFormation, type Formation } from '../release/formation.js';
-import { builtRelease } from '../release/releases.js';
+import { formatFormation, parseFormation, type Formation } from '../release/formation.js';
+import { appInfo, scaleStored } from '../release/info.js';
+import { builtRelease, isBuilt, latestRelease } from '../release/releases.js';
 import { findStackByDigest } from '../stack/stacks.js';
 import { getSetting, openDb, setSetting } from '../store/db.js';
-import { callControl, controlSocket, serveControl } from '../runtime/control.js';
+import { callControl, controlSocket, NotUpError, serveControl, stopApp } from '../runtime/control.js';
 import { formatLine, logFiles, parseLine, readLog, AppLog, type LogLine } from '../runtime/logs.js';
 import { openDynoRuntime, type RuntimeChoice } from '../runtime/open.js';
 import { Router } from '../runtime/router.js';
-import { exitStatus, Supervisor, type DynoStatus } from '../runtime/supervisor.js';
+import { exitStatus, Supervisor, type SupervisorStatus } from '../runtime/supervisor.js';
 import { checkAppName } from '../release/apps.js';
 import { restrictionsFor } from '../restrictions/source.js';
 import { table } from './format.js';
@@ -42,7 +43,9 @@ interface UpOptions {
 /** Runs the supervisor and router in this process until stopped (Ctrl-C, slipway stop). */
 async function upForeground(g: Globals, app: string, o: UpOptions, printLogs: boolean): Promise<void> {
   const db = openDb(g.home);
-  const rel = builtRelease(db, app);
+  // The newest built release (its release phase may still have to run), else the error saying why none can.
+  const latest = latestRelease(db, app);
+  const rel = isBuilt(latest) ? latest : builtRelease(db, app);
   const stack = findStackByDigest(db, rel.stack.digest);
   if (!stack) throw new SlipwayError(`${app} v${rel.version} is on stack ${rel.stack.name} ${rel.stack.digest}, which is not on this host`, { hint: 'import that stack version' });
   const log = new AppLog(g.home, app);
@@ -81,9 +84,10 @@ async function upForeground(g: Globals, app: string, o: UpOptions, printLogs: bo
     throw err;
   }
   const s = sup.status();
-  const msg = `${app} v${s.release} is up: http://127.0.0.1:${port} (${formatFormation(s.formation)}, ${runtime.kind} runtime)`;
-  if (printLogs) process.stderr.write(`${msg}\n${failed.length ? `warning: ${failed.join(', ')} did not come up (restarting); see slipway logs ${app}\n` : ''}`);
-  else process.stdout.write(`${JSON.stringify({ ready: true, port, failed })}\n`);
+  const where = `http://127.0.0.1:${port} (${formatFormation(s.formation)}, ${runtime.kind} runtime)`;
+  if (!printLogs) process.stdout.write(`${JSON.stringify({ ready: true, port, failed })}\n`);
+  else if (failed.length === 0) process.stderr.write(`${app} v${s.release} is up: ${where}\n`);
+  else process.stderr.write(`${app} v${s.release}: ${failed.join(', ')} did not come up (restarting); ${where}; see slipway logs ${app}\n`);
   await new Promise(() => undefined);
 }
 
@@ -110,16 +114,27 @@ async function upDetached(g: Globals, app: string, argv: string[]): Promise<void
   }
   child.stdout!.destroy();
   child.unref();
-  const s = await callControl<{ release: number; formation: Formation; runtime: string }>(controlSocket(g.home, app), 'GET', '/ps');
-  print(g, { app, port: ready.port, url: `http://127.0.0.1:${ready.port}`, failed: ready.failed, ...s }, `${app} v${s.release} is up: http://127.0.0.1:${ready.port} (${formatFormation(s.formation)}, ${s.runtime} runtime)\nslipway ps ${app} · slipway logs ${app} -f · slipway stop ${app}`);
   if (ready.failed.length) {
-    throw new SlipwayError(`${ready.failed.join(', ')} did not come up; the supervisor keeps restarting them`, { hint: `slipway logs ${app}` });
+    // Not "up": say which dynos failed and why (their last platform lines), and exit non-zero.
+    const why = readLog(g.home, app).filter((l) => l.source === 'slipway' && ready.failed.includes(l.dyno)).slice(-6).map(formatLine);
+    throw new SlipwayError(`${app} did not come up: ${ready.failed.join(', ')} failed to boot (the supervisor keeps restarting them)\n${why.join('\n')}`, {
+      hint: `slipway logs ${app}; slipway stop ${app}`,
+    });
   }
+  const s = await callControl<SupervisorStatus>(controlSocket(g.home, app), 'GET', '/ps');
+  print(g, { ...s, port: ready.port, url: `http://127.0.0.1:${ready.port}` }, `${app} v${s.release} is up: http://127.0.0.1:${ready.port} (${formatFormation(s.formation)}, ${s.runtime} runtime)\nslipway ps ${app} · slipway logs ${app} -f · slipway stop ${app}`);
 }
 
-function psText(s: { app: string; release?: number; router: number; runtime: string; dynos: DynoStatus[] }): string {
+function psText(s: SupervisorStatus): string {
   const rows = s.dynos.map((d) => [d.name, d.state, `v${d.release}`, d.since.replace('T', ' ').slice(0, 19), d.command]);
   return `=== ${s.app} v${s.release} (${s.runtime} runtime) at http://127.0.0.1:${s.router}\n${table([['DYNO', 'STATE', 'RELEASE', 'SINCE', 'COMMAND'], ...rows])}`;
+}
+
+/** `ps` of an app that is not up: what would run, per process type. */
+function stoppedText(app: string, release: number | undefined, formation: Formation, types: Record<string, string>): string {
+  const rows = Object.entries(types).filter(([t]) => t !== 'release').map(([t, c]) => [t, String(formation[t] ?? 0), c]);
+  const head = `${app} is not up (formation: ${formatFormation(formation)}); ${release === undefined ? 'no release to run yet' : `current release v${release}`}; start it with slipway up ${app}`;
+  return rows.length ? `${head}\n${table([['TYPE', 'SCALE', 'COMMAND'], ...rows])}` : head;
 }
 
 export function registerDynoCommands(program: Command, globals: () => Globals): void {
@@ -149,12 +164,16 @@ export function registerDynoCommands(program: Command, globals: () => Globals): 
     .action(async (app: string) => {
       const g = globals();
       try {
-        const s = await callControl<Parameters<typeof psText>[0]>(controlSocket(g.home, app), 'GET', '/ps');
-        print(g, s, psText(s));
+        const s = await callControl<SupervisorStatus>(controlSocket(g.home, app), 'GET', '/ps');
+        print(g, { ...s, up: true }, psText(s));
       } catch (err) {
-        if (!(err instanceof SlipwayError) || !/not up/.test(err.message)) throw err;
-        const f = await withDb(g, (db) => getFormation(db, app));
-        print(g, { app, up: false, formation: f, dynos: [] }, `${app} is not up (formation: ${formatFormation(f)}); start it with slipway up ${app}`);
+        if (!(err instanceof NotUpError)) throw err;
+        const i = await withDb(g, (db) => appInfo(g.home, db, app));
+        print(
+          g,
+          { app, up: false, ...(i.current && { release: i.current.version }), formation: i.formation, processTypes: i.processTypes, dynos: [] },
+          stoppedText(app, i.current?.version, i.formation, i.processTypes),
+        );
       }
     });
 
@@ -166,10 +185,13 @@ export function registerDynoCommands(program: Command, globals: () => Globals): 
     .action(async (app: string, args: string[]) => {
       const g = globals();
       const change = parseFormation(args);
-      const sock = controlSocket(g.home, app);
-      const f = existsSync(sock)
-        ? (await callControl<{ formation: Formation }>(sock, 'POST', '/scale', { formation: change })).formation
-        : await withDb(g, (db) => setFormation(db, app, change));
+      const f = await callControl<{ formation: Formation }>(controlSocket(g.home, app), 'POST', '/scale', { formation: change }).then(
+        (r) => r.formation,
+        (err: unknown) => {
+          if (!(err instanceof NotUpError)) throw err;
+          return withDb(g, (db) => scaleStored(g.home, db, app, change));
+        },
+      );
       print(g, { app, formation: f }, `${app}: ${formatFormation(f)}`);
     });
 
@@ -190,14 +212,7 @@ export function registerDynoCommands(program: Command, globals: () => Globals): 
     .argument('<app>')
     .action(async (app: string) => {
       const g = globals();
-      const sock = controlSocket(g.home, app);
-      await callControl(sock, 'POST', '/stop');
-      // The supervisor removes nothing until its dynos are gone: wait for its socket to stop answering.
-      for (;;) {
-        const alive = await callControl(sock, 'GET', '/ps').then(() => true, () => false);
-        if (!alive) break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await stopApp(g.home, app);
       print(g, { app, stopped: true }, `${app} stopped`);
     });
 
@@ -210,9 +225,12 @@ export function registerDynoCommands(program: Command, globals: () => Globals): 
     .option('-n, --num <lines>', 'how many past lines', '100')
     .action(async (app: string, o: { follow?: boolean; dyno?: string; num: string }) => {
       const g = globals();
+      if (!/^\d{1,9}$/.test(o.num)) throw new UsageError(`--num ${o.num}: give a number of lines`);
+      const num = Number(o.num);
       const keep = (l: LogLine): boolean => !o.dyno || l.dyno === o.dyno || l.dyno.split('.')[0] === o.dyno;
       const show = (l: LogLine): void => void process.stdout.write(g.json ? `${JSON.stringify(l)}\n` : `${formatLine(l)}\n`);
-      readLog(g.home, app).filter(keep).slice(-Number(o.num)).forEach(show);
+      // -n 0 prints no past lines (slice(-0) would be all of them).
+      if (num > 0) readLog(g.home, app).filter(keep).slice(-num).forEach(show);
       if (!o.follow) return;
       const { current } = logFiles(g.home, app);
       let offset = existsSync(current) ? statSync(current).size : 0;

@@ -2,7 +2,7 @@
  * The formation (process type -> how many dynos) and each app's host uid range: the state the
  * runtime keeps per app, in the metadata database.
  */
-import { UsageError } from '../errors.js';
+import { SlipwayError, UsageError } from '../errors.js';
 import type { Db } from '../store/db.js';
 
 export type Formation = Record<string, number>;
@@ -16,6 +16,17 @@ export function parseFormation(args: string[]): Formation {
     out[m[1]!] = Number(m[2]);
   }
   return out;
+}
+
+/**
+ * Only the release's own process types scale (`release` runs once per release, never in the
+ * formation); anything else is refused with the list of what there is.
+ */
+export function refuseUnknownTypes(change: Formation, types: ReadonlyMap<string, string>, where: string): void {
+  const unknown = Object.keys(change).filter((t) => t === 'release' || !types.has(t));
+  if (unknown.length === 0) return;
+  const known = [...types.keys()].filter((t) => t !== 'release');
+  throw new SlipwayError(`${where} has no ${unknown.join(', ')} process type`, { hint: known.length ? `its process types: ${known.join(', ')}` : 'it has no process types to scale' });
 }
 
 export function formatFormation(f: Formation): string {

@@ -1,8 +1,15 @@
 import { SlipwayError, UsageError } from '../errors.js';
 import type { Db } from '../store/db.js';
+import { processAlive } from '../store/lock.js';
 import type { Stack } from '../stack/stacks.js';
 
 export type ConfigVars = Record<string, string>;
+
+/**
+ * Heroku's release statuses: a release whose slug has a `release` process type is pending until
+ * that command has run once; it goes live only when it succeeded.
+ */
+export type ReleaseStatus = 'pending' | 'succeeded' | 'failed';
 
 /** An immutable, numbered release: a slug on a stack version with config vars. */
 export interface Release {
@@ -14,7 +21,13 @@ export interface Release {
   config: ConfigVars;
   description: string;
   createdAt: string;
+  status: ReleaseStatus;
+  /** The slug's release command; '' when it has none, undefined when not known (read the slug). */
+  releaseCommand?: string;
 }
+
+/** A release with its slug and stack: what can run. */
+export type BuiltRelease = Release & { slug: string; stack: NonNullable<Release['stack']> };
 
 interface Row {
   app: string;
@@ -26,6 +39,9 @@ interface Row {
   config: string;
   description: string;
   created_at: string;
+  status: ReleaseStatus;
+  release_command: string | null;
+  phase_pid: number | null;
 }
 
 function fromRow(r: Row): Release {
@@ -37,7 +53,13 @@ function fromRow(r: Row): Release {
     config: JSON.parse(r.config) as ConfigVars,
     description: r.description,
     createdAt: r.created_at,
+    status: r.status,
+    ...(r.release_command !== null && { releaseCommand: r.release_command }),
   };
+}
+
+export function isBuilt(r: Release | undefined): r is BuiltRelease {
+  return r?.slug !== undefined && r.stack !== undefined;
 }
 
 const KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -62,8 +84,15 @@ export function listReleases(db: Db, app: string): Release[] {
   return (db.prepare('SELECT * FROM releases WHERE app = ? ORDER BY version DESC').all(app) as Row[]).map(fromRow);
 }
 
-export function currentRelease(db: Db, app: string): Release | undefined {
+/** The newest release, whatever its status: what the next config change or build starts from. */
+export function latestRelease(db: Db, app: string): Release | undefined {
   const row = db.prepare('SELECT * FROM releases WHERE app = ? ORDER BY version DESC LIMIT 1').get(app) as Row | undefined;
+  return row ? fromRow(row) : undefined;
+}
+
+/** The current release: the newest one whose release phase succeeded (what runs). */
+export function currentRelease(db: Db, app: string): Release | undefined {
+  const row = db.prepare("SELECT * FROM releases WHERE app = ? AND status = 'succeeded' ORDER BY version DESC LIMIT 1").get(app) as Row | undefined;
   return row ? fromRow(row) : undefined;
 }
 
@@ -73,22 +102,59 @@ export function getRelease(db: Db, app: string, version: number): Release {
   return fromRow(row);
 }
 
-/** Appends release vN+1 in one transaction, built from the current release by `change`. */
-export function addRelease(db: Db, app: string, change: (current: Release | undefined) => Omit<Release, 'app' | 'version' | 'createdAt'>): Release {
+/** `vN` or `N`. */
+export function parseVersion(text: string): number {
+  const m = /^v?(\d{1,9})$/.exec(text);
+  if (!m) throw new UsageError(`"${text}" is not a release version (vN)`);
+  return Number(m[1]);
+}
+
+type NewRelease = Omit<Release, 'app' | 'version' | 'createdAt' | 'status'>;
+
+/**
+ * Appends release vN+1 in one transaction, built from the newest release by `change`. It is
+ * pending when its slug may have a release command (`claim` names the process that runs it),
+ * succeeded otherwise. A first release creates its app, so a failed first build leaves none.
+ */
+export function addRelease(db: Db, app: string, change: (latest: Release | undefined) => NewRelease, opts: { claim?: number } = {}): Release {
   return db.transaction(() => {
-    const next = change(currentRelease(db, app));
+    db.prepare('INSERT INTO apps (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING').run(app, new Date().toISOString());
+    const next = change(latestRelease(db, app));
     const version = ((db.prepare('SELECT MAX(version) AS v FROM releases WHERE app = ?').get(app) as { v: number | null }).v ?? 0) + 1;
-    const release: Release = { app, version, ...next, createdAt: new Date().toISOString() };
+    const status: ReleaseStatus = next.slug !== undefined && next.releaseCommand !== '' ? 'pending' : 'succeeded';
+    const release: Release = { app, version, ...next, status, createdAt: new Date().toISOString() };
     db.prepare(
-      'INSERT INTO releases (app, version, slug, stack_name, stack_version, stack_digest, config, description, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-    ).run(app, version, release.slug ?? null, release.stack?.name ?? null, release.stack?.version ?? null, release.stack?.digest ?? null, JSON.stringify(release.config), release.description, release.createdAt);
+      'INSERT INTO releases (app, version, slug, stack_name, stack_version, stack_digest, config, description, created_at, status, release_command, phase_pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    ).run(
+      app, version, release.slug ?? null, release.stack?.name ?? null, release.stack?.version ?? null, release.stack?.digest ?? null, JSON.stringify(release.config),
+      release.description, release.createdAt, status, release.slug === undefined ? null : (release.releaseCommand ?? null), status === 'pending' ? (opts.claim ?? null) : null,
+    );
     return release;
   }).immediate();
 }
 
+/**
+ * Takes the right to run vN's release command: true when it is pending and nobody alive holds it.
+ * A process killed mid-phase leaves its pid behind, so the next one to ask runs the phase again.
+ */
+export function claimReleasePhase(db: Db, app: string, version: number, pid = process.pid): boolean {
+  return db.transaction(() => {
+    const row = db.prepare('SELECT status, phase_pid FROM releases WHERE app = ? AND version = ?').get(app, version) as Pick<Row, 'status' | 'phase_pid'> | undefined;
+    if (row?.status !== 'pending') return false;
+    if (row.phase_pid !== null && row.phase_pid !== pid && processAlive(row.phase_pid)) return false;
+    db.prepare('UPDATE releases SET phase_pid = ? WHERE app = ? AND version = ?').run(pid, app, version);
+    return true;
+  }).immediate();
+}
+
+/** Records how vN's release phase ended (and the command it found in the slug). */
+export function finishReleasePhase(db: Db, app: string, version: number, status: 'succeeded' | 'failed', releaseCommand: string): void {
+  db.prepare("UPDATE releases SET status = ?, release_command = ?, phase_pid = NULL WHERE app = ? AND version = ? AND status = 'pending'").run(status, releaseCommand, app, version);
+}
+
 /** A new build: the new slug on its stack, config carried over. */
-export function releaseSlug(db: Db, app: string, slug: string, stack: Stack, description: string): Release {
-  return addRelease(db, app, (cur) => ({ slug, stack: { name: stack.name, version: stack.version, digest: stack.digest }, config: cur?.config ?? {}, description }));
+export function releaseSlug(db: Db, app: string, slug: string, stack: Stack, description: string, releaseCommand: string, opts: { claim?: number } = {}): Release {
+  return addRelease(db, app, (cur) => ({ slug, stack: { name: stack.name, version: stack.version, digest: stack.digest }, config: cur?.config ?? {}, description, releaseCommand }), opts);
 }
 
 export function setConfig(db: Db, app: string, vars: ConfigVars): Release {
@@ -111,8 +177,9 @@ export function rollback(db: Db, app: string, version: number): Release {
   return addRelease(db, app, () => ({ ...slugAndStack(target), config: target.config, description: `Rollback to v${version}` }));
 }
 
-function slugAndStack(r: Release | undefined): Pick<Release, 'slug' | 'stack'> {
-  return { ...(r?.slug !== undefined && { slug: r.slug }), ...(r?.stack !== undefined && { stack: r.stack }) };
+/** What a new release keeps of another: its slug, stack and the release command the slug has. */
+function slugAndStack(r: Release | undefined): Pick<Release, 'slug' | 'stack' | 'releaseCommand'> {
+  return { ...(r?.slug !== undefined && { slug: r.slug }), ...(r?.stack !== undefined && { stack: r.stack }), ...(r?.releaseCommand !== undefined && { releaseCommand: r.releaseCommand }) };
 }
 
 export interface FleetMove {
@@ -130,28 +197,36 @@ export function rebaseFleet(db: Db, stack: Stack, opts: { dryRun?: boolean } = {
     const names = (db.prepare('SELECT name FROM apps ORDER BY name').all() as { name: string }[]).map((r) => r.name);
     const moves: FleetMove[] = [];
     for (const app of names) {
-      const cur = currentRelease(db, app);
+      const cur = latestRelease(db, app);
       if (!cur?.slug || cur.stack?.name !== stack.name || cur.stack.digest === stack.digest) continue;
       const next = {
-        slug: cur.slug,
+        ...slugAndStack(cur),
         stack: { name: stack.name, version: stack.version, digest: stack.digest },
         config: cur.config,
         description: `Rebase onto ${stack.name}@v${stack.version}`,
       };
-      const to = opts.dryRun ? { ...next, app, version: cur.version + 1, createdAt: '' } : addRelease(db, app, () => next);
+      const to = opts.dryRun ? { ...next, app, version: cur.version + 1, createdAt: '', status: cur.status } : addRelease(db, app, () => next);
       moves.push({ app, from: cur, to });
     }
     return moves;
   }).immediate();
 }
 
-/** The release an `APP` or `APP@vN` spec names (the current one by default); it must have a slug. */
-export function builtRelease(db: Db, spec: string): Release & { slug: string; stack: NonNullable<Release['stack']> } {
+/**
+ * The release an `APP` or `APP@vN` spec names (the current one by default: the newest whose release
+ * phase succeeded); it must have a slug.
+ */
+export function builtRelease(db: Db, spec: string): BuiltRelease {
   const m = /^([^@]+)(?:@v?(\d+))?$/.exec(spec);
   if (!m) throw new UsageError(`"${spec}" is not APP or APP@vN`);
   const app = m[1]!;
   if (!db.prepare('SELECT 1 FROM apps WHERE name = ?').get(app)) throw new SlipwayError(`no app "${app}"`, { hint: 'see slipway apps' });
   const rel = m[2] ? getRelease(db, app, Number(m[2])) : currentRelease(db, app);
-  if (!rel?.slug || !rel.stack) throw new SlipwayError(`${app}${m[2] ? ` v${m[2]}` : ''} has no slug yet`, { hint: `slipway build DIR --app ${app}` });
-  return rel as Release & { slug: string; stack: NonNullable<Release['stack']> };
+  if (!isBuilt(rel)) {
+    const none = !m[2] && isBuilt(latestRelease(db, app));
+    throw new SlipwayError(none ? `${app} has no release whose release phase succeeded` : `${app}${m[2] ? ` v${m[2]}` : ''} has no slug yet`, {
+      hint: none ? `see slipway releases ${app}; fix the release command and build again` : `slipway build DIR --app ${app}`,
+    });
+  }
+  return rel;
 }

@@ -41,7 +41,7 @@ export async function serveControl(path: string, sup: Supervisor, onStop: () => 
         }
       })().then(
         (out) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(out)),
-        (err: Error) => res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: err.message })),
+        (err: Error) => res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: err.message, ...(err instanceof SlipwayError && err.hint && { hint: err.hint }) })),
       );
     });
   });
@@ -53,20 +53,41 @@ export async function serveControl(path: string, sup: Supervisor, onStop: () => 
   return server;
 }
 
-/** Calls a running supervisor; a clear error when none runs. */
+/** No supervisor answers for the app on this host. */
+export class NotUpError extends SlipwayError {
+  constructor() {
+    super('the app is not up on this host', { hint: 'slipway up APP' });
+    this.name = 'NotUpError';
+  }
+}
+
+/** Whether a supervisor answers for the app. */
+export function isUp(home: string, app: string): Promise<boolean> {
+  return callControl(controlSocket(home, app), 'GET', '/ps').then(() => true, () => false);
+}
+
+/** Asks the app's supervisor to stop, and returns once it is gone (its dynos with it). */
+export async function stopApp(home: string, app: string): Promise<void> {
+  const sock = controlSocket(home, app);
+  await callControl(sock, 'POST', '/stop');
+  // The supervisor removes nothing until its dynos are gone: wait for its socket to stop answering.
+  while (await isUp(home, app)) await new Promise((r) => setTimeout(r, 100));
+}
+
+/** Calls a running supervisor; a NotUpError when none runs. */
 export function callControl<T = unknown>(path: string, method: 'GET' | 'POST', url: string, body?: object): Promise<T> {
   return new Promise((resolve, reject) => {
     const req = request({ socketPath: path, method, path: url, headers: { 'content-type': 'application/json' } }, (res) => {
       let text = '';
       res.on('data', (c: Buffer) => (text += c.toString()));
       res.on('end', () => {
-        const out = JSON.parse(text || '{}') as T & { error?: string };
-        if (res.statusCode !== 200) reject(new SlipwayError(out.error ?? `control call failed (${res.statusCode})`));
+        const out = JSON.parse(text || '{}') as T & { error?: string; hint?: string };
+        if (res.statusCode !== 200) reject(new SlipwayError(out.error ?? `control call failed (${res.statusCode})`, { ...(out.hint && { hint: out.hint }) }));
         else resolve(out);
       });
     });
     req.on('error', (err: NodeJS.ErrnoException) => {
-      reject(err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? new SlipwayError('the app is not up on this host', { hint: 'slipway up APP' }) : err);
+      reject(err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? new NotUpError() : err);
     });
     req.end(body ? JSON.stringify(body) : undefined);
   });

@@ -1,8 +1,8 @@
 /**
  * The app's front door: an HTTP/1.1 reverse proxy over its ready web dynos, least connections
  * first. Heroku's headers (X-Forwarded-For/Proto/Port, X-Request-Id, X-Request-Start, Via),
- * keep-alive to dynos, WebSocket upgrades, 30 s to the first byte (then 503, H12), 503 H10 when
- * no dyno is up, and draining: a dyno leaving rotation finishes what it accepted before it stops.
+ * keep-alive to dynos, WebSocket upgrades, 30 s to the first byte (then 503, H12), 503 H14 when
+ * the formation has no web dynos, H10 when it has but none is up, and draining: a dyno leaving rotation finishes what it accepted before it stops.
  */
 import { randomUUID } from 'node:crypto';
 import { Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -34,6 +34,8 @@ export class Router {
   /** Upgraded (WebSocket) connections: the HTTP server no longer tracks them. */
   private readonly tunnels = new Set<Duplex>();
   port = 0;
+  /** Set by the supervisor: the formation runs no web dyno (H14), as opposed to crashed ones (H10). */
+  webScaledToZero = false;
 
   constructor(private readonly log: AppLog, private readonly firstByteMs = FIRST_BYTE_TIMEOUT_MS) {}
 
@@ -118,8 +120,9 @@ export class Router {
     const line = (fields: string): void => this.log.write('slipway', 'router', `${fields} method=${req.method} path="${req.url}" host=${req.headers.host ?? ''} request_id=${id} fwd="${fwd}"`);
     const b = this.pick();
     if (!b) {
-      line('at=error code=H10 desc="App crashed" dyno= connect= service= status=503 bytes=');
-      res.writeHead(503, { 'content-type': 'text/plain', 'x-request-id': id }).end('Application error: no web dyno is running (H10)\n');
+      const [code, desc, text] = this.webScaledToZero ? ['H14', 'No web processes running', 'no web dynos are running (H14)'] : ['H10', 'App crashed', 'no web dyno is running (H10)'];
+      line(`at=error code=${code} desc="${desc}" dyno= connect= service= status=503 bytes=`);
+      res.writeHead(503, { 'content-type': 'text/plain', 'x-request-id': id }).end(`Application error: ${text}\n`);
       return;
     }
     b.active++;

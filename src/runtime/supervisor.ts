@@ -5,25 +5,23 @@
  * everything with SIGTERM, then SIGKILL after the grace period. Everything it does is logged in
  * the app's log stream, as Heroku does.
  */
-import { createServer } from 'node:net';
 import { constants as osConstants } from 'node:os';
-import { imageStorePath } from '../home.js';
-import type { Digest } from '../oci/digest.js';
-import { getFormation, setFormation, type Formation } from '../release/formation.js';
-import { currentRelease } from '../release/releases.js';
+import { getFormation, refuseUnknownTypes, setFormation, type Formation } from '../release/formation.js';
+import { typeMap } from '../release/info.js';
+import { currentRelease, isBuilt, latestRelease, type BuiltRelease } from '../release/releases.js';
 import type { Restrictions } from '../restrictions/document.js';
 import { judge } from '../restrictions/enforce.js';
 import { FactsCache } from '../restrictions/layer-facts.js';
 import { reportText } from '../restrictions/report.js';
 import { releaseSubject } from '../restrictions/subject.js';
-import { verifySlugManifest } from '../slug/slug.js';
 import type { Db } from '../store/db.js';
-import { OciLayout } from '../store/layout.js';
-import type { DynoRuntime, DynoSpec, Exit, RunningDyno } from './dyno.js';
+import type { DynoRuntime, Exit, RunningDyno } from './dyno.js';
+import { dynoSpec } from './dyno-spec.js';
 import type { AppLog } from './logs.js';
+import { runReleasePhase, settleReleases, slugProcessTypes, type ReleasePhaseContext } from './release-phase.js';
 import type { Router } from './router.js';
 
-export type BuiltRelease = DynoSpec['release'];
+export type { BuiltRelease };
 
 export interface SupervisorOptions {
   home: string;
@@ -35,9 +33,13 @@ export interface SupervisorOptions {
   restrictions?: Restrictions | undefined;
   stopTimeoutMs?: number;
   bootTimeoutMs?: number;
+  /** The wait before the second restart of a crashing dyno; it doubles with each crash after. */
+  backoffMs?: number;
   maxBackoffMs?: number;
   /** How often the current release is looked up (a build, config change or rebase makes a new one). */
   pollMs?: number;
+  /** A release's process types (default: read from its slug). */
+  processTypes?: (rel: BuiltRelease) => Promise<Record<string, string>>;
 }
 
 type State = 'starting' | 'up' | 'crashed' | 'stopping';
@@ -47,8 +49,11 @@ interface Dyno {
   type: string;
   index: number;
   release: BuiltRelease;
+  command: string;
   state: State;
   running?: RunningDyno;
+  /** Set while the runtime is starting the dyno's process. */
+  launching?: Promise<RunningDyno>;
   since: number;
   crashes: number;
   restartTimer?: NodeJS.Timeout;
@@ -66,7 +71,17 @@ export interface DynoStatus {
   pid?: number;
 }
 
-const DYNO_PORT = 5000;
+export interface SupervisorStatus {
+  app: string;
+  release?: number;
+  runtime: string;
+  router: number;
+  formation: Formation;
+  processTypes: Record<string, string>;
+  dynos: DynoStatus[];
+}
+
+const seconds = (ms: number): number => Math.round(ms / 10) / 100;
 
 /** A shell's view of an exit: the code, or 128 + the signal's number. */
 export function exitStatus(e: Exit): number {
@@ -74,18 +89,10 @@ export function exitStatus(e: Exit): number {
   return 128 + (e.signal ? (osConstants.signals[e.signal as keyof typeof osConstants.signals] ?? 0) : 0);
 }
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const a = srv.address();
-  await new Promise((r) => srv.close(r));
-  return typeof a === 'object' && a ? a.port : 0;
-}
-
 export class Supervisor {
   private readonly dynos = new Set<Dyno>();
   private release: BuiltRelease | undefined;
-  private processTypes: Record<string, string> = {};
+  private processTypes = new Map<string, string>();
   private formation: Formation = {};
   private poll: NodeJS.Timeout | undefined;
   private deploying = false;
@@ -94,11 +101,13 @@ export class Supervisor {
   private stopped = false;
   private readonly stopMs: number;
   private readonly bootMs: number;
+  private readonly backoffMs: number;
   private readonly maxBackoffMs: number;
 
   constructor(private readonly o: SupervisorOptions) {
     this.stopMs = o.stopTimeoutMs ?? 30_000;
     this.bootMs = o.bootTimeoutMs ?? 60_000;
+    this.backoffMs = o.backoffMs ?? 1000;
     this.maxBackoffMs = o.maxBackoffMs ?? 300_000;
   }
 
@@ -106,15 +115,12 @@ export class Supervisor {
     this.o.log.write('slipway', dyno, text);
   }
 
-  private async typesOf(rel: BuiltRelease): Promise<Record<string, string>> {
-    const layout = await OciLayout.open(imageStorePath(this.o.home), { create: false });
-    return (await verifySlugManifest(layout, rel.slug as Digest, `${rel.app} v${rel.version}`)).processTypes;
+  private async typesOf(rel: BuiltRelease): Promise<Map<string, string>> {
+    return typeMap(await (this.o.processTypes ?? ((r) => slugProcessTypes(this.o.home, r)))(rel));
   }
 
-  private current(): BuiltRelease {
-    const rel = currentRelease(this.o.db, this.o.app);
-    if (!rel?.slug || !rel.stack) throw new Error(`${this.o.app} has no release with a slug yet: build it first (slipway build DIR --app ${this.o.app})`);
-    return rel as BuiltRelease;
+  private get phase(): ReleasePhaseContext {
+    return { home: this.o.home, db: this.o.db, runtime: this.o.runtime, log: this.o.log };
   }
 
   /** Refuses a release the host's restrictions deny; the findings go to the log and the error. */
@@ -129,106 +135,111 @@ export class Supervisor {
     }
   }
 
-  /** The `release` process type, once, before a release goes live; false when it failed. */
-  private async releasePhase(rel: BuiltRelease, types: Record<string, string>): Promise<boolean> {
-    const command = types.release;
-    if (!command) return true;
-    this.say('release', `Running release command for v${rel.version}: ${command}`);
-    const exit = await this.oneOff(rel, 'release', command);
-    if (exit.code === 0) return true;
-    this.say('release', `Release command for v${rel.version} failed (exit ${exit.code ?? exit.signal}): v${rel.version} does not go live`);
-    return false;
+  /** The web dynos the formation asks for: none means H14 at the router, not H10. */
+  private tellRouter(): void {
+    this.o.router.webScaledToZero = !this.processTypes.has('web') || (this.formation.web ?? 0) === 0;
   }
 
-  private async spec(rel: BuiltRelease, type: string, name: string, command: string): Promise<DynoSpec> {
-    const port = this.o.runtime.kind === 'container' ? DYNO_PORT : await freePort();
-    return { app: this.o.app, name, type, command, port, release: rel, env: { ...rel.config, PORT: String(port), DYNO: name, PS: name, SLIPWAY_RELEASE: `v${rel.version}` } };
-  }
-
-  private async oneOff(rel: BuiltRelease, type: string, command: string): Promise<Exit> {
-    const name = `${type}.${1000 + Math.floor(Math.random() * 9000)}`;
-    const out = this.o.log.lineWriter('app', name);
-    const d = await this.o.runtime.start(await this.spec(rel, type, name, command), { stdio: 'pipe', onOutput: out.push });
-    const e = await d.exited;
-    out.end();
-    return e;
-  }
-
-  /** Starts the current release's formation; returns the dynos that did not come up. */
+  /**
+   * Starts the formation of the current release (the newest whose release phase succeeded; a
+   * pending newer one has its release phase run first); returns the dynos that did not come up.
+   */
   async start(formation?: Formation): Promise<string[]> {
-    const rel = this.current();
+    const rel = await settleReleases(this.phase, this.o.app);
+    if (!isBuilt(rel)) {
+      const latest = latestRelease(this.o.db, this.o.app);
+      throw new Error(isBuilt(latest)
+        ? `${this.o.app} has no release whose release phase succeeded (v${latest.version} is ${latest.status}); see slipway releases ${this.o.app}`
+        : `${this.o.app} has no release with a slug yet: build it first (slipway build DIR --app ${this.o.app})`);
+    }
     await this.admit(rel);
     const types = await this.typesOf(rel);
-    if (formation) setFormation(this.o.db, this.o.app, formation);
-    this.formation = this.effective(types);
-    if (!(await this.releasePhase(rel, types))) throw new Error(`the release command of ${rel.app} v${rel.version} failed; see slipway logs ${rel.app}`);
+    if (formation) {
+      refuseUnknownTypes(formation, types, `${rel.app} v${rel.version}`);
+      setFormation(this.o.db, this.o.app, formation);
+    }
     this.release = rel;
+    this.tried = rel.version;
     this.processTypes = types;
+    this.formation = this.effective(types);
+    this.tellRouter();
     for (const n of this.o.runtime.notes) this.say('supervisor', n);
     const dynos = this.launchFormation(rel);
     const booted = await Promise.all(dynos.map((d) => d.booted));
-    this.poll = setInterval(() => void this.checkRelease(), this.o.pollMs ?? 1000);
+    if (!this.stopped) this.poll = setInterval(() => void this.checkRelease(), this.o.pollMs ?? 1000);
     return dynos.filter((_, i) => !booted[i]).map((d) => d.name);
   }
 
   /** The stored formation, or web=1 for an app that has a web type and no formation yet. */
-  private effective(types: Record<string, string>): Formation {
+  private effective(types: Map<string, string>): Formation {
     const f = getFormation(this.o.db, this.o.app);
-    if (Object.keys(f).length === 0 && types.web) return setFormation(this.o.db, this.o.app, { web: 1 });
-    for (const t of Object.keys(f)) if (!types[t] && f[t]! > 0) this.say('supervisor', `formation has ${t}=${f[t]}, but the release has no ${t} process type: skipped`);
+    if (Object.keys(f).length === 0 && types.has('web')) return setFormation(this.o.db, this.o.app, { web: 1 });
+    for (const [t, n] of Object.entries(f)) if ((!types.has(t) || t === 'release') && n > 0) this.say('supervisor', `formation has ${t}=${n}, but the release has no ${t} process type: skipped`);
     return f;
   }
 
   private launchFormation(rel: BuiltRelease): Dyno[] {
     const started: Dyno[] = [];
     for (const [type, n] of Object.entries(this.formation)) {
-      if (!this.processTypes[type]) continue;
-      for (let i = 1; i <= n; i++) started.push(this.launch(rel, type, i));
+      const command = this.processTypes.get(type);
+      if (command === undefined || type === 'release') continue;
+      for (let i = 1; i <= n; i++) started.push(this.launch(rel, type, command, i));
     }
     return started;
   }
 
-  private launch(rel: BuiltRelease, type: string, index: number): Dyno {
-    const d: Dyno = { name: `${type}.${index}`, type, index, release: rel, state: 'starting', since: Date.now(), crashes: 0 };
+  private launch(rel: BuiltRelease, type: string, command: string, index: number): Dyno {
+    const d: Dyno = { name: `${type}.${index}`, type, index, release: rel, command, state: 'starting', since: Date.now(), crashes: 0 };
     this.dynos.add(d);
     d.booted = this.boot(d);
     return d;
   }
 
+  private gone(d: Dyno): boolean {
+    return this.stopped || !this.dynos.has(d) || d.state === 'stopping';
+  }
+
   private async boot(d: Dyno): Promise<boolean> {
-    const command = this.processTypes[d.type] ?? (await this.typesOf(d.release))[d.type]!;
     d.state = 'starting';
     d.since = Date.now();
-    this.say(d.name, `Starting process with command \`${command}\``);
+    this.say(d.name, `Starting process with command \`${d.command}\``);
     const out = this.o.log.lineWriter('app', d.name);
     let running: RunningDyno;
     try {
-      running = await this.o.runtime.start(await this.spec(d.release, d.type, d.name, command), { stdio: 'pipe', onOutput: out.push });
+      d.launching = dynoSpec(this.o.runtime, d.release, d.type, d.name, d.command).then((spec) => this.o.runtime.start(spec, { stdio: 'pipe', onOutput: out.push }));
+      running = await d.launching;
     } catch (err) {
+      d.launching = undefined;
+      if (this.gone(d)) return false;
       this.say(d.name, `Failed to start: ${(err as Error).message}`);
-      this.crashed(d, { code: null, signal: null });
+      this.crashed(d);
       return false;
     }
+    d.launching = undefined;
     d.running = running;
     void running.exited.then((e) => {
       out.end();
       this.exited(d, running, e);
     });
+    // Stopped while the runtime was starting it: stopDyno waited for the process, and ends it.
+    if (this.gone(d)) return false;
     if (d.type !== 'web') {
       this.up(d);
       return true;
     }
+    const booting = (): boolean => d.running === running && d.state === 'starting';
     const deadline = Date.now() + this.bootMs;
     while (Date.now() < deadline) {
-      if (d.running !== running || d.state !== 'starting') return false;
-      if (await running.listening()) {
+      if (!booting()) return false;
+      if ((await running.listening()) && booting()) {
         this.o.router.add(running);
         this.up(d);
         return true;
       }
       await new Promise((r) => setTimeout(r, 50));
     }
-    this.say(d.name, `Error R10 (Boot timeout) -> Web process failed to bind to $PORT within ${Math.round(this.bootMs / 1000)} seconds of launch`);
+    if (!booting()) return false;
+    this.say(d.name, `Error R10 (Boot timeout) -> Web process failed to bind to $PORT within ${seconds(this.bootMs)} seconds of launch`);
     this.say(d.name, 'Stopping process with SIGKILL');
     await running.signal('SIGKILL');
     return false;
@@ -245,26 +256,26 @@ export class Supervisor {
     if (d.running !== running) return;
     d.running = undefined;
     this.say(d.name, `Process exited with status ${exitStatus(e)}`);
-    if (d.state === 'stopping' || this.stopped) {
+    if (this.gone(d)) {
       this.say(d.name, `State changed from ${d.state === 'stopping' ? 'up' : d.state} to down`);
       this.dynos.delete(d);
       return;
     }
-    this.crashed(d, e);
+    this.crashed(d);
   }
 
   /** Crash: restart at once the first time, then after 1 s, 2 s, 4 s... up to the cap. */
-  private crashed(d: Dyno, _e: Exit): void {
+  private crashed(d: Dyno): void {
     // A dyno that ran a while before crashing starts its backoff over.
     if (d.state === 'up' && Date.now() - d.since > 60_000) d.crashes = 0;
     this.say(d.name, `State changed from ${d.state} to crashed`);
     d.state = 'crashed';
     d.since = Date.now();
-    const delay = d.crashes === 0 ? 0 : Math.min(this.maxBackoffMs, 1000 * 2 ** (d.crashes - 1));
+    const delay = d.crashes === 0 ? 0 : Math.min(this.maxBackoffMs, this.backoffMs * 2 ** (d.crashes - 1));
     d.crashes++;
-    if (delay > 0) this.say(d.name, `Restarting in ${delay / 1000} s (crash ${d.crashes})`);
+    if (delay > 0) this.say(d.name, `Restarting in ${seconds(delay)} s (crash ${d.crashes})`);
     d.restartTimer = setTimeout(() => {
-      if (this.stopped || !this.dynos.has(d)) return;
+      if (this.gone(d)) return;
       d.booted = this.boot(d);
     }, delay);
   }
@@ -272,18 +283,22 @@ export class Supervisor {
   /** Drains a dyno from the router, then SIGTERM, then SIGKILL after the grace period. */
   private async stopDyno(d: Dyno): Promise<void> {
     clearTimeout(d.restartTimer);
+    d.state = 'stopping';
+    // A dyno the runtime is still starting is stopped once its process exists, never left running.
+    if (d.launching) await d.launching.catch(() => undefined);
     const running = d.running;
     if (!running) {
       this.dynos.delete(d);
       return;
     }
-    d.state = 'stopping';
     await this.o.router.drain(running, this.stopMs);
     this.say(d.name, `Stopping all processes of v${d.release.version} with SIGTERM`);
     await running.signal('SIGTERM');
-    const killed = await Promise.race([running.exited.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), this.stopMs))]);
+    let timer: NodeJS.Timeout | undefined;
+    const killed = await Promise.race([running.exited.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), this.stopMs)))]);
+    clearTimeout(timer);
     if (killed) {
-      this.say(d.name, `Error R12 (Exit timeout) -> At least one process failed to exit within ${Math.round(this.stopMs / 1000)} seconds of SIGTERM`);
+      this.say(d.name, `Error R12 (Exit timeout) -> At least one process failed to exit within ${seconds(this.stopMs)} seconds of SIGTERM`);
       this.say(d.name, 'Stopping all processes with SIGKILL');
       await running.signal('SIGKILL');
       await running.exited;
@@ -292,15 +307,16 @@ export class Supervisor {
 
   /** Live scaling: new dynos join the router when up; surplus ones drain first. */
   async scale(change: Formation): Promise<Formation> {
-    for (const t of Object.keys(change)) if (!this.processTypes[t]) throw new Error(`no ${t} process type in ${this.o.app} v${this.release?.version}`);
-    this.formation = setFormation(this.o.db, this.o.app, change);
     const rel = this.release!;
+    refuseUnknownTypes(change, this.processTypes, `${rel.app} v${rel.version}`);
+    this.formation = setFormation(this.o.db, this.o.app, change);
+    this.tellRouter();
     const boots: Promise<boolean>[] = [];
     const stops: Promise<void>[] = [];
     for (const [type, n] of Object.entries(change)) {
       const mine = [...this.dynos].filter((d) => d.type === type && d.release.version === rel.version && d.state !== 'stopping');
       const have = new Set(mine.map((d) => d.index));
-      for (let i = 1; i <= n; i++) if (!have.has(i)) boots.push(this.launch(rel, type, i).booted!);
+      for (let i = 1; i <= n; i++) if (!have.has(i)) boots.push(this.launch(rel, type, this.processTypes.get(type)!, i).booted!);
       for (const d of mine.filter((x) => x.index > n)) stops.push(this.stopDyno(d));
     }
     await Promise.all([...boots, ...stops]);
@@ -316,64 +332,76 @@ export class Supervisor {
       this.say(d.name, 'Restarting');
       await this.stopDyno(d);
       this.dynos.delete(d);
-      await this.launch(d.release, d.type, d.index).booted;
+      if (!this.stopped) await this.launch(d.release, d.type, d.command, d.index).booted;
     }));
     return targets.map((d) => d.name);
   }
 
-  /** Rolls to the current release when it changed: new dynos up first, then the old ones drain. */
+  /**
+   * Rolls to a new release when one appears: a pending one has its release phase run (once)
+   * first; a failed one is passed over; a succeeded one is deployed.
+   */
   private async checkRelease(): Promise<void> {
     if (this.deploying || this.stopped) return;
-    const rel = currentRelease(this.o.db, this.o.app);
-    // Each new release is tried once: one refused by restrictions, or whose release command or dynos
-    // failed, is not retried every poll; the next release is.
-    if (!rel?.slug || !rel.stack || rel.version === this.release?.version || rel.version === this.tried) return;
-    this.tried = rel.version;
+    const latest = latestRelease(this.o.db, this.o.app);
+    if (!isBuilt(latest) || latest.version <= (this.release?.version ?? 0) || latest.version === this.tried) return;
     this.deploying = true;
     try {
-      await this.deploy(rel as BuiltRelease);
+      // Pending while a build runs its release phase: looked at again at the next poll.
+      if (latest.status === 'pending' && (await runReleasePhase(this.phase, latest)) === 'pending') return;
+      // Each new release is tried once: one refused by restrictions, or whose release phase or
+      // dynos failed, is not retried every poll; the next release is.
+      this.tried = latest.version;
+      const rel = currentRelease(this.o.db, this.o.app);
+      if (isBuilt(rel) && rel.version > (this.release?.version ?? 0)) await this.deploy(rel);
     } catch (err) {
-      this.say('supervisor', `Deploy of v${rel.version} failed: ${(err as Error).message.split('\n')[0]}; v${this.release?.version} keeps running`);
+      this.tried = latest.version;
+      this.say('supervisor', `Deploy of v${latest.version} failed: ${(err as Error).message.split('\n')[0]}; v${this.release?.version} keeps running`);
     } finally {
       this.deploying = false;
     }
   }
 
-  async deploy(rel: BuiltRelease): Promise<void> {
+  /** New dynos of `rel` up first, then the old ones drain; if they do not boot, nothing changes. */
+  async deploy(rel: BuiltRelease): Promise<boolean> {
     await this.admit(rel);
     const types = await this.typesOf(rel);
-    if (!(await this.releasePhase(rel, types))) return;
     this.say('supervisor', `Deploying v${rel.version} (${rel.description})`);
     const old = [...this.dynos];
-    const previousTypes = this.processTypes;
-    this.processTypes = types;
+    const previous = { release: this.release, types: this.processTypes };
     this.release = rel;
+    this.processTypes = types;
+    this.tellRouter();
     const fresh = this.launchFormation(rel);
     const ok = (await Promise.all(fresh.map((d) => d.booted))).every(Boolean);
     if (!ok) {
-      this.say('supervisor', `v${rel.version} did not boot: keeping the running dynos`);
+      this.say('supervisor', `v${rel.version} did not boot: keeping v${previous.release?.version} running`);
+      this.release = previous.release;
+      this.processTypes = previous.types;
+      this.tellRouter();
       await Promise.all(fresh.map((d) => this.stopDyno(d)));
-      this.processTypes = previousTypes;
-      return;
+      return false;
     }
     await Promise.all(old.map((d) => this.stopDyno(d)));
     this.say('supervisor', `v${rel.version} is live`);
+    return true;
   }
 
-  status(): { app: string; release?: number; runtime: string; router: number; formation: Formation; dynos: DynoStatus[] } {
+  status(): SupervisorStatus {
     return {
       app: this.o.app,
       ...(this.release && { release: this.release.version }),
       runtime: this.o.runtime.kind,
       router: this.o.router.port,
       formation: this.formation,
-      dynos: [...this.dynos].sort((a, b) => a.name.localeCompare(b.name)).map((d) => ({
+      processTypes: Object.fromEntries(this.processTypes),
+      dynos: [...this.dynos].sort((a, b) => a.name.localeCompare(b.name) || a.release.version - b.release.version).map((d) => ({
         name: d.name,
         type: d.type,
         state: d.state,
         release: d.release.version,
         since: new Date(d.since).toISOString(),
-        command: this.processTypes[d.type] ?? '',
+        command: d.command,
         ...(d.running && { pid: d.running.pid }),
       })),
     };
@@ -387,4 +415,3 @@ export class Supervisor {
     this.say('supervisor', 'All dynos stopped');
   }
 }
-

@@ -13,9 +13,14 @@ import { OciLayout } from '../store/layout.js';
 import { hashing } from '../unpack.js';
 import { verifySlugManifest } from './slug.js';
 
+/** Where a slug is unpacked with owners shifted by `idShift`. */
+export function unpackedSlugDir(home: string, slug: Digest, idShift: number): string {
+  return join(home, 'slugs', `${hexOf(slug)}-${idShift}`);
+}
+
 /** The directory holding `app/` for this slug, owners shifted by `idShift` (0: as in the slug). */
 export function unpackedSlug(home: string, slug: Digest, idShift: number): Promise<string> {
-  return directoryOnce(join(home, 'slugs', `${hexOf(slug)}-${idShift}`), async (tmp) => {
+  return directoryOnce(unpackedSlugDir(home, slug, idShift), async (tmp) => {
     const layout = await OciLayout.open(imageStorePath(home), { create: false });
     const meta = await verifySlugManifest(layout, slug, `slug ${slug}`);
     const where = `slug ${slug}`;

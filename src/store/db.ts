@@ -5,7 +5,7 @@ import { loadSqlite } from '../native.js';
 import { SlipwayError } from '../errors.js';
 
 /**
- * The metadata database: stacks, apps, slugs, releases. SQLite in WAL mode, every change a
+ * The metadata database: settings, stacks, apps, releases, formations. SQLite in WAL mode, every change a
  * transaction. Content lives in the image store; rows only point at it by digest, and are
  * written after the content is in place, so a crash never leaves a row without its content.
  */
@@ -44,6 +44,13 @@ const MIGRATIONS: string[] = [
      PRIMARY KEY (app, type)
    );
    CREATE TABLE uid_ranges (app TEXT PRIMARY KEY REFERENCES apps(name) ON DELETE CASCADE, base INTEGER NOT NULL UNIQUE);`,
+  // The release phase: each release's status, its release command ('' when the slug has none; NULL
+  // for releases made before this migration, which are read from the slug when it matters), and
+  // the process running that command (a dead pid's claim is taken over). Existing releases ran
+  // before statuses existed: they count as succeeded.
+  `ALTER TABLE releases ADD COLUMN status TEXT NOT NULL DEFAULT 'succeeded' CHECK (status IN ('pending', 'succeeded', 'failed'));
+   ALTER TABLE releases ADD COLUMN release_command TEXT;
+   ALTER TABLE releases ADD COLUMN phase_pid INTEGER;`,
 ];
 
 export function openDb(home: string): Db {

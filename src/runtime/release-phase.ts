@@ -1,0 +1,112 @@
+/**
+ * The release phase, as Heroku runs it: a new release's `release` process type runs once, as a
+ * one-off dyno, before the release may go live. Its status is recorded on the release, so it never
+ * runs twice (unless the process running it died), and only a succeeded release is current.
+ */
+import { slugMetadataOf } from '../release/info.js';
+import { claimReleasePhase, finishReleasePhase, currentRelease, isBuilt, latestRelease, type BuiltRelease, type Release, type ReleaseStatus } from '../release/releases.js';
+import type { Stack } from '../stack/stacks.js';
+import type { Db } from '../store/db.js';
+import type { DynoRuntime, Exit } from './dyno.js';
+import { dynoSpec, oneOffName } from './dyno-spec.js';
+import { AppLog } from './logs.js';
+import { openDynoRuntime, type RuntimeChoice } from './open.js';
+
+export interface ReleasePhaseContext {
+  home: string;
+  db: Db;
+  runtime: DynoRuntime;
+  log: AppLog;
+  /** Each line of the release command's output, besides the app's log (a build prints them). */
+  onLine?: (line: string) => void;
+}
+
+/** The process types a release's slug declares. */
+export async function slugProcessTypes(home: string, rel: BuiltRelease): Promise<Record<string, string>> {
+  return (await slugMetadataOf(home, rel)).processTypes;
+}
+
+function describeExit(e: Exit): string {
+  return e.code !== null ? `exit ${e.code}` : `signal ${e.signal ?? 'unknown'}`;
+}
+
+/**
+ * Runs vN's release command if vN is pending and this process may claim it. Returns the release's
+ * status afterwards; 'pending' when another live process is running it.
+ */
+export async function runReleasePhase(c: ReleasePhaseContext, rel: BuiltRelease): Promise<ReleaseStatus> {
+  if (rel.status !== 'pending') return rel.status;
+  if (!claimReleasePhase(c.db, rel.app, rel.version)) return 'pending';
+  const say = (text: string): void => {
+    c.log.write('slipway', 'release', text);
+    c.onLine?.(text);
+  };
+  let types: Record<string, string>;
+  try {
+    types = await slugProcessTypes(c.home, rel);
+  } catch (err) {
+    finishReleasePhase(c.db, rel.app, rel.version, 'failed', '');
+    say(`v${rel.version} cannot run: ${(err as Error).message}`);
+    return 'failed';
+  }
+  const command = Object.hasOwn(types, 'release') ? types.release! : '';
+  if (command === '') {
+    finishReleasePhase(c.db, rel.app, rel.version, 'succeeded', '');
+    return 'succeeded';
+  }
+  say(`Running release command for v${rel.version}: ${command}`);
+  const name = oneOffName('release');
+  const out = c.log.lineWriter('app', name);
+  let pending = '';
+  let exit: Exit;
+  try {
+    const d = await c.runtime.start(await dynoSpec(c.runtime, rel, 'release', name, command), {
+      stdio: 'pipe',
+      onOutput: (chunk) => {
+        out.push(chunk);
+        if (!c.onLine) return;
+        const lines = (pending + chunk.toString()).split('\n');
+        pending = lines.pop() ?? '';
+        for (const l of lines) c.onLine(l);
+      },
+    });
+    exit = await d.exited;
+  } catch (err) {
+    say(`Release command for v${rel.version} could not start: ${(err as Error).message}`);
+    exit = { code: null, signal: null };
+  }
+  out.end();
+  if (pending) c.onLine?.(pending);
+  const ok = exit.code === 0;
+  finishReleasePhase(c.db, rel.app, rel.version, ok ? 'succeeded' : 'failed', command);
+  say(ok ? `Release command for v${rel.version} succeeded` : `Release command for v${rel.version} failed (${describeExit(exit)}): v${rel.version} does not go live`);
+  return ok ? 'succeeded' : 'failed';
+}
+
+/**
+ * Settles what should run: when the newest built release is newer than the current one and still
+ * pending, its release phase runs (once). Returns the current release afterwards.
+ */
+export async function settleReleases(c: ReleasePhaseContext, app: string): Promise<Release | undefined> {
+  const latest = latestRelease(c.db, app);
+  const current = currentRelease(c.db, app);
+  if (isBuilt(latest) && latest.status === 'pending' && latest.version > (current?.version ?? 0)) await runReleasePhase(c, latest);
+  return currentRelease(c.db, app);
+}
+
+/**
+ * The release phase of a build: the release command runs at once as a one-off dyno on the runtime
+ * `choice` picks (with the build's stack), its output printed with the build's and kept in the log.
+ */
+export function buildReleasePhase(home: string, db: Db, stack: Stack, choice: RuntimeChoice): (release: Release, say: (line: string) => void) => Promise<boolean> {
+  return async (release, say) => {
+    if (!isBuilt(release)) return true;
+    const log = new AppLog(home, release.app);
+    try {
+      const runtime = await openDynoRuntime(home, db, choice, stack, (s) => say(`note: ${s}`));
+      return (await runReleasePhase({ home, db, runtime, log, onLine: say }, release)) === 'succeeded';
+    } finally {
+      log.close();
+    }
+  };
+}
