@@ -87,8 +87,10 @@ describe.each(['container', 'process'])('the %s runtime', (runtime) => {
     await until('v1 gone', async () => !/v1/.test((await ok(slipway(h, ['ps', 'roll']))).stdout));
 
     await writeFile(join(src, 'Procfile'), 'web: busybox httpd -f -p $PORT -h www\nrelease: echo migrating; exit 3\n');
-    await ok(slipway(h, ['-q', 'build', src, '--app', 'roll', '--runtime', 'process']));
-    await until('release phase failure logged', async () => /Release command for v3 failed \(exit 3\)/.test(await logText(h, 'roll')));
+    const v3 = await slipway(h, ['-q', 'build', src, '--app', 'roll', '--runtime', 'process']);
+    expect([v3.code, v3.stderr]).toEqual([1, expect.stringMatching(/release command of roll v3 failed/)]);
+    expect(await logText(h, 'roll')).toMatch(/Release command for v3 failed \(exit 3\)/);
+    await new Promise((r) => setTimeout(r, 1500));
     expect((await httpGet(port, '/cgi-bin/dyno')).body).toMatch(/v2/);
     expect(await logText(h, 'roll')).toMatch(/app\[release\.\d+\]: migrating/);
   });
@@ -99,7 +101,8 @@ describe.each(['container', 'process'])('the %s runtime', (runtime) => {
     running.push({ home: h, app: 'sleepy' });
     const r = await slipway(h, ['up', 'sleepy', '--detach', '--boot-timeout', '1', '--runtime', runtime]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/web\.1 did not come up/);
+    expect(r.stdout).not.toMatch(/is up/);
+    expect(r.stderr).toMatch(/sleepy did not come up: web\.1 failed to boot[\s\S]*Error R10 \(Boot timeout\)/);
     expect(await logText(h, 'sleepy')).toMatch(/Error R10 \(Boot timeout\) -> Web process failed to bind to \$PORT within 1 seconds of launch/);
     await ok(slipway(h, ['stop', 'sleepy']));
     const one = await slipway(h, ['run', 'sleepy', '--runtime', runtime, '--', 'echo $DYNO; exit 7']);

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { SlipwayError } from '../errors.js';
 import { checkAppName } from '../release/apps.js';
-import { latestRelease, releaseSlug, type Release } from '../release/releases.js';
+import { headRelease, releaseSlug, type Release } from '../release/releases.js';
 import { parseProcfile, type ProcessTypes } from '../slug/procfile.js';
 import { createSlug, slugTag, type BuildpackUsed, type Slug } from '../slug/slug.js';
 import type { Restrictions } from '../restrictions/document.js';
@@ -191,7 +191,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const skipped = await copySource(opts.source, dirs.app);
     say(header(`Building ${app.name} on the ${opts.stack.name}@v${opts.stack.version} stack`));
     if (skipped) say(indent(`.slugignore: left out ${skipped} path(s)`));
-    const config = latestRelease(db, app.name)?.config ?? {};
+    const config = headRelease(db, app.name)?.config ?? {};
     for (const [k, v] of Object.entries(config)) await writeFile(join(dirs.env, k), v, { mode: 0o600 });
 
     const specs = opts.buildpacks.length ? opts.buildpacks : await declaredBuildpacks(opts.source);

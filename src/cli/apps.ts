@@ -7,7 +7,7 @@ import type { BuildRuntime } from '../buildpack/step.js';
 import { SlipwayError, UsageError } from '../errors.js';
 import { checkAppName, createApp, getApp, listApps } from '../release/apps.js';
 import { appInfo, releaseInfo, type AppInfo, type ReleaseInfo } from '../release/info.js';
-import { currentRelease, latestRelease, listReleases, parseAssignments, parseVersion, rollback, setConfig, unsetConfig } from '../release/releases.js';
+import { currentRelease, headRelease, listReleases, parseAssignments, parseVersion, rollback, setConfig, unsetConfig } from '../release/releases.js';
 import { destroyApp } from '../runtime/destroy.js';
 import { buildReleasePhase } from '../runtime/release-phase.js';
 import { ContainerBuildRuntime, BUILD_CONTAINER_PREFIX } from '../runtime/build-container.js';
@@ -204,7 +204,7 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
       const g = globals();
       await withDb(g, async (db) => {
         getApp(db, name);
-        const vars = latestRelease(db, name)?.config ?? {};
+        const vars = headRelease(db, name)?.config ?? {};
         const shown = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, o.reveal ? v : '••••••']));
         print(g, shown, Object.keys(vars).length === 0 ? `${name} has no config vars` : Object.entries(shown).map(([k, v]) => `${k}=${v}`).join('\n'));
       });

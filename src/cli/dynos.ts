@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { SlipwayError, UsageError } from '../errors.js';
 import { formatFormation, parseFormation, type Formation } from '../release/formation.js';
 import { appInfo, scaleStored } from '../release/info.js';
-import { builtRelease, isBuilt, latestRelease } from '../release/releases.js';
+import { builtRelease } from '../release/releases.js';
 import { findStackByDigest } from '../stack/stacks.js';
 import { getSetting, openDb, setSetting } from '../store/db.js';
 import { callControl, controlSocket, NotUpError, serveControl, stopApp } from '../runtime/control.js';
@@ -43,9 +43,8 @@ interface UpOptions {
 /** Runs the supervisor and router in this process until stopped (Ctrl-C, slipway stop). */
 async function upForeground(g: Globals, app: string, o: UpOptions, printLogs: boolean): Promise<void> {
   const db = openDb(g.home);
-  // The newest built release (its release phase may still have to run), else the error saying why none can.
-  const latest = latestRelease(db, app);
-  const rel = isBuilt(latest) ? latest : builtRelease(db, app);
+  // The head release (its release phase may still have to run), else the error saying why none can run.
+  const rel = builtRelease(db, app);
   const stack = findStackByDigest(db, rel.stack.digest);
   if (!stack) throw new SlipwayError(`${app} v${rel.version} is on stack ${rel.stack.name} ${rel.stack.digest}, which is not on this host`, { hint: 'import that stack version' });
   const log = new AppLog(g.home, app);

@@ -84,9 +84,18 @@ export function listReleases(db: Db, app: string): Release[] {
   return (db.prepare('SELECT * FROM releases WHERE app = ? ORDER BY version DESC').all(app) as Row[]).map(fromRow);
 }
 
-/** The newest release, whatever its status: what the next config change or build starts from. */
+/** The newest release, whatever its status. */
 export function latestRelease(db: Db, app: string): Release | undefined {
   const row = db.prepare('SELECT * FROM releases WHERE app = ? ORDER BY version DESC LIMIT 1').get(app) as Row | undefined;
+  return row ? fromRow(row) : undefined;
+}
+
+/**
+ * What the next release (a build, config change, rebase) starts from: the newest release that did
+ * not fail, so a failed slug is never carried on and a pending config change is never lost.
+ */
+export function headRelease(db: Db, app: string): Release | undefined {
+  const row = db.prepare("SELECT * FROM releases WHERE app = ? AND status != 'failed' ORDER BY version DESC LIMIT 1").get(app) as Row | undefined;
   return row ? fromRow(row) : undefined;
 }
 
@@ -112,14 +121,14 @@ export function parseVersion(text: string): number {
 type NewRelease = Omit<Release, 'app' | 'version' | 'createdAt' | 'status'>;
 
 /**
- * Appends release vN+1 in one transaction, built from the newest release by `change`. It is
+ * Appends release vN+1 in one transaction, built from the head release by `change`. It is
  * pending when its slug may have a release command (`claim` names the process that runs it),
  * succeeded otherwise. A first release creates its app, so a failed first build leaves none.
  */
-export function addRelease(db: Db, app: string, change: (latest: Release | undefined) => NewRelease, opts: { claim?: number } = {}): Release {
+export function addRelease(db: Db, app: string, change: (head: Release | undefined) => NewRelease, opts: { claim?: number } = {}): Release {
   return db.transaction(() => {
     db.prepare('INSERT INTO apps (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING').run(app, new Date().toISOString());
-    const next = change(latestRelease(db, app));
+    const next = change(headRelease(db, app));
     const version = ((db.prepare('SELECT MAX(version) AS v FROM releases WHERE app = ?').get(app) as { v: number | null }).v ?? 0) + 1;
     const status: ReleaseStatus = next.slug !== undefined && next.releaseCommand !== '' ? 'pending' : 'succeeded';
     const release: Release = { app, version, ...next, status, createdAt: new Date().toISOString() };
@@ -197,7 +206,7 @@ export function rebaseFleet(db: Db, stack: Stack, opts: { dryRun?: boolean } = {
     const names = (db.prepare('SELECT name FROM apps ORDER BY name').all() as { name: string }[]).map((r) => r.name);
     const moves: FleetMove[] = [];
     for (const app of names) {
-      const cur = latestRelease(db, app);
+      const cur = headRelease(db, app);
       if (!cur?.slug || cur.stack?.name !== stack.name || cur.stack.digest === stack.digest) continue;
       const next = {
         ...slugAndStack(cur),
@@ -213,19 +222,19 @@ export function rebaseFleet(db: Db, stack: Stack, opts: { dryRun?: boolean } = {
 }
 
 /**
- * The release an `APP` or `APP@vN` spec names (the current one by default: the newest whose release
- * phase succeeded); it must have a slug.
+ * The release an `APP` or `APP@vN` spec names (by default the head: the newest that did not fail
+ * its release phase, so an export carries a pending release with its release Job); it must have a slug.
  */
 export function builtRelease(db: Db, spec: string): BuiltRelease {
   const m = /^([^@]+)(?:@v?(\d+))?$/.exec(spec);
   if (!m) throw new UsageError(`"${spec}" is not APP or APP@vN`);
   const app = m[1]!;
   if (!db.prepare('SELECT 1 FROM apps WHERE name = ?').get(app)) throw new SlipwayError(`no app "${app}"`, { hint: 'see slipway apps' });
-  const rel = m[2] ? getRelease(db, app, Number(m[2])) : currentRelease(db, app);
+  const rel = m[2] ? getRelease(db, app, Number(m[2])) : headRelease(db, app);
   if (!isBuilt(rel)) {
-    const none = !m[2] && isBuilt(latestRelease(db, app));
-    throw new SlipwayError(none ? `${app} has no release whose release phase succeeded` : `${app}${m[2] ? ` v${m[2]}` : ''} has no slug yet`, {
-      hint: none ? `see slipway releases ${app}; fix the release command and build again` : `slipway build DIR --app ${app}`,
+    const failed = !m[2] && isBuilt(latestRelease(db, app));
+    throw new SlipwayError(failed ? `${app} has no release that did not fail its release phase` : `${app}${m[2] ? ` v${m[2]}` : ''} has no slug yet`, {
+      hint: failed ? `see slipway releases ${app}; fix the release command and build again` : `slipway build DIR --app ${app}`,
     });
   }
   return rel;

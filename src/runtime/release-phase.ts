@@ -4,7 +4,7 @@
  * runs twice (unless the process running it died), and only a succeeded release is current.
  */
 import { slugMetadataOf } from '../release/info.js';
-import { claimReleasePhase, finishReleasePhase, currentRelease, isBuilt, latestRelease, type BuiltRelease, type Release, type ReleaseStatus } from '../release/releases.js';
+import { claimReleasePhase, finishReleasePhase, currentRelease, headRelease, isBuilt, type BuiltRelease, type Release, type ReleaseStatus } from '../release/releases.js';
 import type { Stack } from '../stack/stacks.js';
 import type { Db } from '../store/db.js';
 import type { DynoRuntime, Exit } from './dyno.js';
@@ -84,13 +84,12 @@ export async function runReleasePhase(c: ReleasePhaseContext, rel: BuiltRelease)
 }
 
 /**
- * Settles what should run: when the newest built release is newer than the current one and still
- * pending, its release phase runs (once). Returns the current release afterwards.
+ * Settles what should run: when the head release (the newest that did not fail) is still pending,
+ * its release phase runs (once). Returns the current release afterwards.
  */
 export async function settleReleases(c: ReleasePhaseContext, app: string): Promise<Release | undefined> {
-  const latest = latestRelease(c.db, app);
-  const current = currentRelease(c.db, app);
-  if (isBuilt(latest) && latest.status === 'pending' && latest.version > (current?.version ?? 0)) await runReleasePhase(c, latest);
+  const head = headRelease(c.db, app);
+  if (isBuilt(head) && head.status === 'pending') await runReleasePhase(c, head);
   return currentRelease(c.db, app);
 }
 

@@ -8,7 +8,7 @@
 import { constants as osConstants } from 'node:os';
 import { getFormation, refuseUnknownTypes, setFormation, type Formation } from '../release/formation.js';
 import { typeMap } from '../release/info.js';
-import { currentRelease, isBuilt, latestRelease, type BuiltRelease } from '../release/releases.js';
+import { currentRelease, headRelease, isBuilt, latestRelease, type BuiltRelease } from '../release/releases.js';
 import type { Restrictions } from '../restrictions/document.js';
 import { judge } from '../restrictions/enforce.js';
 import { FactsCache } from '../restrictions/layer-facts.js';
@@ -343,7 +343,7 @@ export class Supervisor {
    */
   private async checkRelease(): Promise<void> {
     if (this.deploying || this.stopped) return;
-    const latest = latestRelease(this.o.db, this.o.app);
+    const latest = headRelease(this.o.db, this.o.app);
     if (!isBuilt(latest) || latest.version <= (this.release?.version ?? 0) || latest.version === this.tried) return;
     this.deploying = true;
     try {

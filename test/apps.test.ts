@@ -1,0 +1,178 @@
+/**
+ * Apps and releases as a user inspects and changes them, against the real OCI runtime and the
+ * process runtime: the release phase, `apps info / destroy`, `releases info`, `ps` of a stopped
+ * app, scale refusals, H14, `logs -n 0`.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { busyboxWebApp, httpGet } from './helpers/apps.js';
+import { buildpack, busyboxRootfs } from './helpers/buildpacks.js';
+import { BIN, ok, run, slipway } from './helpers/cli.js';
+import { tempDir } from './helpers/tmp.js';
+
+const running: { home: string; app: string }[] = [];
+afterAll(async () => {
+  for (const r of running) await slipway(r.home, ['stop', r.app]);
+});
+
+async function home(): Promise<string> {
+  const h = await tempDir();
+  await ok(slipway(h, ['-q', 'stack', 'import', 'tiny', `dir:${await busyboxRootfs()}`]));
+  return h;
+}
+
+async function up(h: string, app: string, args: string[]): Promise<number> {
+  running.push({ home: h, app });
+  return (JSON.parse((await ok(slipway(h, ['--json', 'up', app, '--detach', ...args]))).stdout) as { port: number }).port;
+}
+
+const json = async <T>(h: string, args: string[]): Promise<T> => JSON.parse((await ok(slipway(h, ['--json', ...args]))).stdout) as T;
+const logText = async (h: string, app: string): Promise<string> => (await ok(slipway(h, ['logs', app, '-n', '1000']))).stdout;
+const count = (text: string, re: RegExp): number => text.match(new RegExp(re.source, 'g'))?.length ?? 0;
+
+interface ReleaseRow { version: number; status: string; current: boolean; description: string }
+
+describe.each(['container', 'process'])('the release phase on the %s runtime', (runtime) => {
+  it('a failed release command fails the build and never goes live; up runs the newest succeeded release; each release command runs once', async () => {
+    const h = await home();
+    const src = await busyboxWebApp('web: busybox httpd -f -p $PORT -h www\nrelease: echo "migrating $SLIPWAY_RELEASE"\n');
+    const v1 = await ok(slipway(h, ['build', src, '--app', 'rp', '--runtime', runtime]));
+    expect(v1.stdout).toMatch(/-----> Running release command\.\.\.\n.*Running release command for v1[^\n]*\n +migrating v1\n[\s\S]*-----> Released v1\n/);
+
+    await writeFile(join(src, 'Procfile'), 'web: busybox httpd -f -p $PORT -h www\nrelease: echo "migrating $SLIPWAY_RELEASE"; exit 3\n');
+    const v2 = await slipway(h, ['build', src, '--app', 'rp', '--runtime', runtime]);
+    expect(v2.code).toBe(1);
+    expect(v2.stdout).toMatch(/migrating v2\n.*Release command for v2 failed \(exit 3\)/);
+    expect(v2.stdout).not.toMatch(/Released v2/);
+    expect(v2.stderr).toMatch(/release command of rp v2 failed: the release does not go live/);
+    expect((await json<ReleaseRow[]>(h, ['releases', 'rp'])).map((r) => [r.version, r.status, r.current])).toEqual([[2, 'failed', false], [1, 'succeeded', true]]);
+    expect((await ok(slipway(h, ['releases', 'rp']))).stdout).toMatch(/^=== rp releases \(current: v1\)\nVERSION +STATUS[^\n]*\nv2 +failed +Deploy[^\n]*\nv1 \* +succeeded +Deploy/);
+
+    // up runs v1, the newest release whose release phase succeeded, and does not run it again.
+    let port = await up(h, 'rp', ['--runtime', runtime]);
+    expect((await httpGet(port, '/cgi-bin/dyno')).body).toBe('web.1 v1\n');
+    await ok(slipway(h, ['stop', 'rp']));
+
+    // A config change while the app is down builds on v1 (not the failed v2); its release phase runs at the next up, once.
+    await ok(slipway(h, ['config', 'set', 'rp', 'COLOUR=blue']));
+    expect((await json<ReleaseRow[]>(h, ['releases', 'rp']))[0]).toMatchObject({ version: 3, status: 'pending', current: false });
+    port = await up(h, 'rp', ['--runtime', runtime]);
+    expect((await httpGet(port, '/cgi-bin/dyno')).body).toBe('web.1 v3\n');
+    await ok(slipway(h, ['stop', 'rp']));
+    port = await up(h, 'rp', ['--runtime', runtime]);
+    expect((await httpGet(port, '/cgi-bin/dyno')).body).toBe('web.1 v3\n');
+    await ok(slipway(h, ['stop', 'rp']));
+    const log = await logText(h, 'rp');
+    expect(log).toMatch(/app\[release\.\d+\]: migrating v3/);
+    expect([1, 2, 3].map((v) => count(log, new RegExp(`Running release command for v${v}:`)))).toEqual([1, 1, 1]);
+    expect((await json<ReleaseRow[]>(h, ['releases', 'rp'])).map((r) => `v${r.version} ${r.status}${r.current ? ' current' : ''}`)).toEqual(['v3 succeeded current', 'v2 failed', 'v1 succeeded']);
+  });
+});
+
+describe('apps and releases, inspected and scaled', () => {
+  it('ps of a stopped app, apps info, releases info (--json and text); scale takes only the release\'s own types; H14 at web=0; logs -n 0', async () => {
+    const h = await home();
+    await ok(slipway(h, ['-q', 'build', await busyboxWebApp('web: busybox httpd -f -p $PORT -h www\nworker: sleep 1000\nrelease: true\n'), '--app', 'shop', '--runtime', 'process']));
+    await ok(slipway(h, ['config', 'set', 'shop', 'SECRET=s3cret']));
+    for (const bad of ['nosuch=1', 'constructor=1', 'release=1']) {
+      const r = await slipway(h, ['scale', 'shop', bad]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`shop v2 has no ${bad.split('=')[0]} process type\\nhint: its process types: web, worker`));
+    }
+    await ok(slipway(h, ['scale', 'shop', 'worker=2']));
+
+    const ps = await json<{ up: boolean; release: number; formation: Record<string, number>; processTypes: Record<string, string>; dynos: unknown[] }>(h, ['ps', 'shop']);
+    // v2 (the config change) is pending: its release phase runs at the next up, so v1 is current.
+    expect(ps).toEqual({ app: 'shop', up: false, release: 1, formation: { web: 0, worker: 2 }, processTypes: { web: 'busybox httpd -f -p $PORT -h www', worker: 'sleep 1000', release: 'true' }, dynos: [] });
+    expect((await ok(slipway(h, ['ps', 'shop']))).stdout).toMatch(/^shop is not up \(formation: web=0 worker=2\); current release v1; start it with slipway up shop\nTYPE +SCALE +COMMAND\nweb +0 +busybox httpd -f -p \$PORT -h www\nworker +2 +sleep 1000\n$/);
+
+    const info = await json<Record<string, unknown>>(h, ['apps', 'info', 'shop']);
+    expect(info).toMatchObject({ name: 'shop', releases: 2, current: { version: 1 }, latest: { version: 2, status: 'pending', description: 'Set SECRET config vars' }, stack: { name: 'tiny', version: 1 }, formation: { web: 0, worker: 2 }, buildpacks: [{ name: 'Procfile' }] });
+    expect(info.slugSize).toBeGreaterThan(100);
+    expect(info.url).toBeUndefined();
+    expect((await ok(slipway(h, ['apps', 'info', 'shop']))).stdout).toMatch(/^=== shop\nCurrent release: +v1 \(Deploy \w+\)\nLatest release: +v2 pending \(Set SECRET config vars\)\nStack: +tiny@v1\nDynos: +web: 0, worker: 2\nWeb URL: +- \(not run yet\)\nSlug size: +\d+ B\nBuildpacks: +Procfile\n[\s\S]*=== Process types\nTYPE +COMMAND\nweb +busybox/);
+
+    const rel = await json<Record<string, unknown>>(h, ['releases', 'info', 'shop', 'v1']);
+    expect(rel).toMatchObject({ version: 1, status: 'succeeded', current: true, config: {}, processTypes: { worker: 'sleep 1000' }, buildpacks: [{ name: 'Procfile' }], stack: { name: 'tiny' } });
+    expect(await json(h, ['releases', 'info', 'shop', '2'])).toMatchObject({ status: 'pending', current: false, config: { SECRET: '••••••' } });
+    expect((await ok(slipway(h, ['releases', 'info', 'shop', 'v2', '--reveal']))).stdout).toMatch(/^=== Release v2\nStatus: +pending\nChange: +Set SECRET config vars[\s\S]*=== v2 config vars\nSECRET=s3cret$/m);
+    expect((await slipway(h, ['releases', 'info', 'shop', 'v9'])).stderr).toMatch(/shop has no release v9/);
+
+    await ok(slipway(h, ['scale', 'shop', 'web=1', 'worker=0']));
+    const port = await up(h, 'shop', ['--runtime', 'process']);
+    expect(await json(h, ['apps', 'info', 'shop'])).toMatchObject({ url: `http://127.0.0.1:${port}`, current: { version: 2 } });
+    for (const bad of ['nosuch=1', 'constructor=1']) expect((await slipway(h, ['scale', 'shop', bad])).stderr).toMatch(/has no .* process type\nhint: its process types: web, worker/);
+    expect((await json<{ dynos: { name: string }[] }>(h, ['ps', 'shop'])).dynos.map((d) => d.name)).toEqual(['web.1']);
+
+    // logs -n 0: no past lines; with -f, only what comes next.
+    expect((await ok(slipway(h, ['logs', 'shop', '-n', '0']))).stdout).toBe('');
+    const follow = spawn(process.execPath, [BIN, 'logs', 'shop', '-n', '0', '-f'], { env: { ...process.env, SLIPWAY_HOME: h } });
+    let followed = '';
+    follow.stdout.on('data', (c: Buffer) => (followed += c.toString()));
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      await ok(slipway(h, ['scale', 'shop', 'web=0']));
+      const r = await httpGet(port, '/');
+      expect([r.status, r.body]).toEqual([503, 'Application error: no web dynos are running (H14)\n']);
+      const end = Date.now() + 5000;
+      while (!/code=H14/.test(followed) && Date.now() < end) await new Promise((res) => setTimeout(res, 100));
+    } finally {
+      follow.kill();
+    }
+    expect(followed).toMatch(/slipway\[router\]: at=error code=H14 desc="No web processes running" .*status=503/);
+    expect(followed).not.toMatch(/Starting process/);
+    await ok(slipway(h, ['scale', 'shop', 'web=1']));
+    expect((await httpGet(port, '/')).status).toBe(200);
+    await ok(slipway(h, ['stop', 'shop']));
+  });
+
+  it('a failed first build leaves no app; apps destroy stops the dynos and removes releases, slugs no other app uses, logs and build cache', async () => {
+    const h = await home();
+    const failing = await buildpack({ detect: 'echo Failing', compile: 'exit 3' });
+    const src = await busyboxWebApp();
+    expect((await slipway(h, ['build', src, '--app', 'first', '--runtime', 'process', '--buildpack', failing])).code).toBe(1);
+    expect(await json(h, ['apps'])).toEqual([]);
+    expect((await slipway(h, ['apps', 'info', 'first'])).stderr).toMatch(/no app "first"/);
+
+    // keep and gone share one slug; gone has a second one of its own.
+    await ok(slipway(h, ['-q', 'build', src, '--app', 'keep', '--runtime', 'process']));
+    await ok(slipway(h, ['-q', 'build', src, '--app', 'gone', '--runtime', 'process']));
+    const other = await busyboxWebApp('web: busybox httpd -f -p $PORT -h www\nrelease: echo once\n');
+    await ok(slipway(h, ['-q', 'build', other, '--app', 'gone', '--runtime', 'process']));
+    const slugs = (await json<{ slug: string }[]>(h, ['releases', 'gone'])).map((r) => r.slug);
+    const shared = (await json<{ slug: string }[]>(h, ['releases', 'keep']))[0]!.slug;
+    expect(slugs).toEqual([expect.not.stringMatching(shared), shared]);
+    const port = await up(h, 'gone', ['--runtime', 'container']);
+    expect((await httpGet(port, '/cgi-bin/dyno')).body).toBe('web.1 v2\n');
+
+    const refused = await slipway(h, ['apps', 'destroy', 'gone']);
+    expect([refused.code, refused.stderr]).toEqual([1, expect.stringMatching(/nothing was removed\nhint: to go ahead: slipway apps destroy gone --confirm gone/)]);
+    expect((await slipway(h, ['apps', 'destroy', 'gone', '--confirm', 'keep'])).code).toBe(1);
+    expect((await httpGet(port, '/cgi-bin/dyno')).body).toBe('web.1 v2\n');
+
+    const gone = await json<{ stopped: boolean; releases: number; slugsReleased: string[] }>(h, ['apps', 'destroy', 'gone', '--confirm', 'gone']);
+    expect(gone).toEqual({ app: 'gone', releases: 2, slugsReleased: [slugs[0]], stopped: true });
+    expect((await httpGet(port, '/')).status).toBe(-1);
+    expect((await run('runc', ['--root', join(h, 'run', 'runc'), 'list', '-q'])).stdout + (await run('crun', ['--root', join(h, 'run', 'crun'), 'list', '-q'])).stdout).not.toMatch(/gone/);
+    expect((await json<{ name: string }[]>(h, ['apps'])).map((a) => a.name)).toEqual(['keep']);
+    for (const p of ['logs/gone.log', 'logs/gone.supervisor.log', 'builds/gone', 'run/gone.sock']) expect(existsSync(join(h, p)), p).toBe(false);
+    expect((await readdir(join(h, 'slugs'))).filter((d) => d.startsWith(slugs[0]!.slice(7)))).toEqual([]);
+    const tags = (await ok(slipway(h, ['image', 'ls']))).stdout;
+    expect(tags).not.toMatch(/slugs\/gone/);
+    expect(tags).toMatch(/slugs\/keep/);
+    await ok(slipway(h, ['image', 'gc']));
+    expect(existsSync(join(h, 'images', 'blobs', 'sha256', slugs[0]!.slice(7)))).toBe(false);
+    expect(existsSync(join(h, 'images', 'blobs', 'sha256', shared.slice(7)))).toBe(true);
+
+    // keep still runs, and a new app by the old name starts from nothing.
+    const keepPort = await up(h, 'keep', ['--runtime', 'process']);
+    expect((await httpGet(keepPort, '/cgi-bin/dyno')).body).toBe('web.1 v1\n');
+    await ok(slipway(h, ['stop', 'keep']));
+    await ok(slipway(h, ['-q', 'build', src, '--app', 'gone', '--runtime', 'process']));
+    expect((await json<ReleaseRow[]>(h, ['releases', 'gone'])).map((r) => r.version)).toEqual([1]);
+    expect(await logText(h, 'gone')).toBe('');
+  });
+});
