@@ -8,6 +8,9 @@ import { existsSync } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { loadSqlite } from '../src/native.js';
+import { addRelease, claimReleasePhase, currentRelease, finishReleasePhase, setConfig } from '../src/release/releases.js';
+import { openDb } from '../src/store/db.js';
 import { busyboxWebApp, httpGet } from './helpers/apps.js';
 import { buildpack, busyboxRootfs } from './helpers/buildpacks.js';
 import { BIN, ok, run, slipway } from './helpers/cli.js';
@@ -174,5 +177,59 @@ describe('apps and releases, inspected and scaled', () => {
     await ok(slipway(h, ['-q', 'build', src, '--app', 'gone', '--runtime', 'process']));
     expect((await json<ReleaseRow[]>(h, ['releases', 'gone'])).map((r) => r.version)).toEqual([1]);
     expect(await logText(h, 'gone')).toBe('');
+  });
+});
+
+describe('the release statuses migration', () => {
+  it('keeps a home made before statuses working: its releases count as succeeded, and a new release of theirs is pending until its release command is known', async () => {
+    const h = await tempDir();
+    // The schema as it was (migrations 1 and 2), with one app and one built release in it.
+    const old = new (loadSqlite())(join(h, 'slipway.db'));
+    old.exec(`CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      CREATE TABLE stacks (name TEXT NOT NULL, version INTEGER NOT NULL, digest TEXT NOT NULL, source TEXT NOT NULL, size INTEGER NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (name, version), UNIQUE (name, digest));
+      CREATE TABLE apps (name TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+      CREATE TABLE releases (app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE, version INTEGER NOT NULL, slug TEXT, stack_name TEXT, stack_version INTEGER, stack_digest TEXT,
+        config TEXT NOT NULL, description TEXT NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (app, version));
+      CREATE TABLE formations (app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE, type TEXT NOT NULL, quantity INTEGER NOT NULL CHECK (quantity >= 0), PRIMARY KEY (app, type));
+      CREATE TABLE uid_ranges (app TEXT PRIMARY KEY REFERENCES apps(name) ON DELETE CASCADE, base INTEGER NOT NULL UNIQUE);
+      INSERT INTO apps VALUES ('legacy', '2026-01-01T00:00:00Z');
+      INSERT INTO releases VALUES ('legacy', 1, 'sha256:${'2'.repeat(64)}', 'tiny', 1, 'sha256:${'1'.repeat(64)}', '{"A":"1"}', 'Deploy 2222222', '2026-01-01T00:00:00Z');
+      PRAGMA user_version = 2;`);
+    old.close();
+    const db = openDb(h);
+    try {
+      expect(currentRelease(db, 'legacy')).toMatchObject({ version: 1, status: 'succeeded', config: { A: '1' } });
+      expect(currentRelease(db, 'legacy')!.releaseCommand).toBeUndefined();
+      // Whether the slug has a release command is not known yet: the new release waits for its release phase.
+      expect(setConfig(db, 'legacy', { B: '2' })).toMatchObject({ version: 2, status: 'pending' });
+      expect(claimReleasePhase(db, 'legacy', 2)).toBe(true);
+      finishReleasePhase(db, 'legacy', 2, 'succeeded', '');
+      expect(setConfig(db, 'legacy', { C: '3' })).toMatchObject({ version: 3, status: 'succeeded', config: { A: '1', B: '2', C: '3' } });
+    } finally {
+      db.close();
+    }
+  });
+});
+
+describe('release phase claims', () => {
+  it('a release phase held by a live process is not run twice; one whose process was killed is taken over', async () => {
+    const h = await tempDir();
+    const db = openDb(h);
+    try {
+      const stack = { name: 'tiny', version: 1, digest: `sha256:${'1'.repeat(64)}` };
+      const builder = spawn('sleep', ['30']);
+      const rel = addRelease(db, 'claims', () => ({ slug: `sha256:${'2'.repeat(64)}`, stack, config: {}, description: 'Deploy', releaseCommand: 'migrate' }), { claim: builder.pid! });
+      expect(rel.status).toBe('pending');
+      expect(claimReleasePhase(db, 'claims', rel.version)).toBe(false);
+      // Killed while it held the claim: the next process runs the phase.
+      builder.kill('SIGKILL');
+      await new Promise((r) => builder.once('close', r));
+      expect(claimReleasePhase(db, 'claims', rel.version)).toBe(true);
+      finishReleasePhase(db, 'claims', rel.version, 'failed', 'migrate');
+      expect(claimReleasePhase(db, 'claims', rel.version)).toBe(false);
+      expect(currentRelease(db, 'claims')).toBeUndefined();
+    } finally {
+      db.close();
+    }
   });
 });
