@@ -85,18 +85,19 @@ describe('apps and releases, inspected and scaled', () => {
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(new RegExp(`shop v2 has no ${bad.split('=')[0]} process type\\nhint: its process types: web, worker`));
     }
+    // Scaling another type leaves web at its first-deploy default of 1, as on Heroku.
     await ok(slipway(h, ['scale', 'shop', 'worker=2']));
 
     const ps = await json<{ up: boolean; release: number; formation: Record<string, number>; processTypes: Record<string, string>; dynos: unknown[] }>(h, ['ps', 'shop']);
     // v2 (the config change) is pending: its release phase runs at the next up, so v1 is current.
-    expect(ps).toEqual({ app: 'shop', up: false, release: 1, formation: { web: 0, worker: 2 }, processTypes: { web: 'busybox httpd -f -p $PORT -h www', worker: 'sleep 1000', release: 'true' }, dynos: [] });
-    expect((await ok(slipway(h, ['ps', 'shop']))).stdout).toMatch(/^shop is not up \(formation: web=0 worker=2\); current release v1; start it with slipway up shop\nTYPE +SCALE +COMMAND\nweb +0 +busybox httpd -f -p \$PORT -h www\nworker +2 +sleep 1000\n$/);
+    expect(ps).toEqual({ app: 'shop', up: false, release: 1, formation: { web: 1, worker: 2 }, processTypes: { web: 'busybox httpd -f -p $PORT -h www', worker: 'sleep 1000', release: 'true' }, dynos: [] });
+    expect((await ok(slipway(h, ['ps', 'shop']))).stdout).toMatch(/^shop is not up \(formation: web=1 worker=2\); current release v1; start it with slipway up shop\nTYPE +SCALE +COMMAND\nweb +1 +busybox httpd -f -p \$PORT -h www\nworker +2 +sleep 1000\n$/);
 
     const info = await json<Record<string, unknown>>(h, ['apps', 'info', 'shop']);
-    expect(info).toMatchObject({ name: 'shop', releases: 2, current: { version: 1 }, latest: { version: 2, status: 'pending', description: 'Set SECRET config vars' }, stack: { name: 'tiny', version: 1 }, formation: { web: 0, worker: 2 }, buildpacks: [{ name: 'Procfile' }] });
+    expect(info).toMatchObject({ name: 'shop', releases: 2, current: { version: 1 }, latest: { version: 2, status: 'pending', description: 'Set SECRET config vars' }, stack: { name: 'tiny', version: 1 }, formation: { web: 1, worker: 2 }, buildpacks: [{ name: 'Procfile' }] });
     expect(info.slugSize).toBeGreaterThan(100);
     expect(info.url).toBeUndefined();
-    expect((await ok(slipway(h, ['apps', 'info', 'shop']))).stdout).toMatch(/^=== shop\nCurrent release: +v1 \(Deploy \w+\)\nLatest release: +v2 pending \(Set SECRET config vars\)\nStack: +tiny@v1\nDynos: +web: 0, worker: 2\nWeb URL: +- \(not run yet\)\nSlug size: +\d+ B\nBuildpacks: +Procfile\n[\s\S]*=== Process types\nTYPE +COMMAND\nweb +busybox/);
+    expect((await ok(slipway(h, ['apps', 'info', 'shop']))).stdout).toMatch(/^=== shop\nCurrent release: +v1 \(Deploy \w+\)\nLatest release: +v2 pending \(Set SECRET config vars\)\nStack: +tiny@v1\nDynos: +web: 1, worker: 2\nWeb URL: +- \(not run yet\)\nSlug size: +\d+ B\nBuildpacks: +Procfile\n[\s\S]*=== Process types\nTYPE +COMMAND\nweb +busybox/);
 
     const rel = await json<Record<string, unknown>>(h, ['releases', 'info', 'shop', 'v1']);
     expect(rel).toMatchObject({ version: 1, status: 'succeeded', current: true, config: {}, processTypes: { worker: 'sleep 1000' }, buildpacks: [{ name: 'Procfile' }], stack: { name: 'tiny' } });

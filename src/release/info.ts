@@ -16,8 +16,7 @@ export async function slugMetadataOf(home: string, rel: BuiltRelease): Promise<S
 /** The formation a release runs at: the stored one, web=1 for a web type never scaled, 0 for the rest. */
 export function formationFor(db: Db, app: string, processTypes: Record<string, string>): Formation {
   const stored = getFormation(db, app);
-  const scaled = Object.keys(stored).length > 0;
-  return Object.fromEntries(Object.keys(processTypes).filter((t) => t !== 'release').map((t) => [t, Object.hasOwn(stored, t) ? stored[t]! : !scaled && t === 'web' ? 1 : 0]));
+  return Object.fromEntries(Object.keys(processTypes).filter((t) => t !== 'release').map((t) => [t, Object.hasOwn(stored, t) ? stored[t]! : t === 'web' ? 1 : 0]));
 }
 
 export interface AppInfo {

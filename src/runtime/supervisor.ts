@@ -170,10 +170,10 @@ export class Supervisor {
     return dynos.filter((_, i) => !booted[i]).map((d) => d.name);
   }
 
-  /** The stored formation, or web=1 for an app that has a web type and no formation yet. */
+  /** The stored formation, with web=1 for an app that has a web type never scaled (as Heroku's first deploy). */
   private effective(types: Map<string, string>): Formation {
     const f = getFormation(this.o.db, this.o.app);
-    if (Object.keys(f).length === 0 && types.has('web')) return setFormation(this.o.db, this.o.app, { web: 1 });
+    if (!Object.hasOwn(f, 'web') && types.has('web')) return setFormation(this.o.db, this.o.app, { web: 1 });
     for (const [t, n] of Object.entries(f)) if ((!types.has(t) || t === 'release') && n > 0) this.say('supervisor', `formation has ${t}=${n}, but the release has no ${t} process type: skipped`);
     return f;
   }
