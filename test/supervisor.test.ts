@@ -3,8 +3,9 @@
  * (serve, hang, crash, ignore SIGTERM, start slowly): every state change in milliseconds, against
  * the real database, log and router.
  */
+import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import { addRelease, type BuiltRelease } from '../src/release/releases.js';
+import { addRelease, finishReleasePhase, listReleases, type BuiltRelease } from '../src/release/releases.js';
 import type { DynoIo, DynoRuntime, DynoSpec, Exit, RunningDyno } from '../src/runtime/dyno.js';
 import { AppLog, readLog } from '../src/runtime/logs.js';
 import { Router } from '../src/runtime/router.js';
@@ -29,7 +30,8 @@ class FakeDyno implements RunningDyno {
 
   constructor(readonly spec: DynoSpec) {
     this.exited = new Promise((r) => (this.finish = r));
-    if (spec.command === 'crash') setTimeout(() => this.exit({ code: 1, signal: null }), 5);
+    if (spec.command === 'crash' || spec.command === 'migrate-fail') setTimeout(() => this.exit({ code: 1, signal: null }), 5);
+    if (spec.command === 'migrate') setTimeout(() => this.exit({ code: 0, signal: null }), 5);
   }
 
   exit(e: Exit): void {
@@ -85,7 +87,7 @@ interface Setup {
   home: string;
   router: Router;
   log: () => string;
-  release: (types: Record<string, string>) => BuiltRelease;
+  release: (types: Record<string, string>, opts?: { claim?: number }) => BuiltRelease;
 }
 
 /** An app whose releases declare the given process types (kept here, not in a slug). */
@@ -97,9 +99,9 @@ async function setup(types: Record<string, string>, opts: Partial<SupervisorOpti
   closing.push(() => router.close(), () => log.close(), () => db.close());
   const rt = new FakeRuntime();
   const typesOf = new Map<number, Record<string, string>>();
-  const release = (t: Record<string, string>): BuiltRelease => {
+  const release = (t: Record<string, string>, o: { claim?: number } = {}): BuiltRelease => {
     const stack = { name: 'tiny', version: 1, digest: `sha256:${'1'.repeat(64)}` };
-    const r = addRelease(db, 'demo', () => ({ slug: `sha256:${'2'.repeat(64)}`, stack, config: {}, description: 'Deploy', releaseCommand: '' })) as BuiltRelease;
+    const r = addRelease(db, 'demo', () => ({ slug: `sha256:${'2'.repeat(64)}`, stack, config: {}, description: 'Deploy', releaseCommand: t.release ?? '' }), o) as BuiltRelease;
     typesOf.set(r.version, t);
     return r;
   };
@@ -250,5 +252,30 @@ describe('the supervisor', () => {
     expect(log()).toMatch(/router: at=error code=H14 desc="No web processes running" .*status=503/);
     router.webScaledToZero = false;
     expect((await httpGet(port, '/')).body).toMatch(/H10/);
+  });
+
+  it('rolls to new releases as they appear: runs each pending release command once, passes over a failed one, waits for one a build is running', async () => {
+    const { sup, rt, db, release, log } = await setup({ web: 'serve' }, { pollMs: 20 });
+    await sup.start();
+    release({ web: 'serve', release: 'migrate' });
+    await until('v2 live', () => sup.status().release === 2 && sup.status().dynos.every((d) => d.release === 2));
+    release({ web: 'serve', release: 'migrate-fail' });
+    await until('v3 failed', () => listReleases(db, 'demo')[0]!.status === 'failed');
+    await sleep(200);
+    expect(sup.status().release).toBe(2);
+    // A build holding v4's release phase: the supervisor waits for it, then deploys what it decided.
+    const build = spawn('sleep', ['30']);
+    try {
+      release({ web: 'serve', release: 'migrate' }, { claim: build.pid! });
+      await sleep(200);
+      expect(sup.status().release).toBe(2);
+      finishReleasePhase(db, 'demo', 4, 'succeeded', 'migrate');
+      await until('v4 live', () => sup.status().release === 4);
+    } finally {
+      build.kill('SIGKILL');
+    }
+    expect(rt.started.filter((d) => d.spec.type === 'release').map((d) => `${d.spec.release.version} ${d.spec.command}`)).toEqual(['2 migrate', '3 migrate-fail']);
+    expect(listReleases(db, 'demo').map((r) => `v${r.version} ${r.status}`)).toEqual(['v4 succeeded', 'v3 failed', 'v2 succeeded', 'v1 succeeded']);
+    expect(log()).toMatch(/release: Release command for v3 failed \(exit 1\): v3 does not go live/);
   });
 });

@@ -19,6 +19,8 @@ export interface ReleasePhaseContext {
   log: AppLog;
   /** Each line of the release command's output, besides the app's log (a build prints them). */
   onLine?: (line: string) => void;
+  /** A release's process types (default: read from its slug). */
+  processTypes?: (rel: BuiltRelease) => Promise<Record<string, string>>;
 }
 
 /** The process types a release's slug declares. */
@@ -43,7 +45,7 @@ export async function runReleasePhase(c: ReleasePhaseContext, rel: BuiltRelease)
   };
   let types: Record<string, string>;
   try {
-    types = await slugProcessTypes(c.home, rel);
+    types = await (c.processTypes ?? ((r) => slugProcessTypes(c.home, r)))(rel);
   } catch (err) {
     finishReleasePhase(c.db, rel.app, rel.version, 'failed', '');
     say(`v${rel.version} cannot run: ${(err as Error).message}`);

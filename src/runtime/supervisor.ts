@@ -6,6 +6,7 @@
  * the app's log stream, as Heroku does.
  */
 import { constants as osConstants } from 'node:os';
+import { SlipwayError } from '../errors.js';
 import { getFormation, refuseUnknownTypes, setFormation, type Formation } from '../release/formation.js';
 import { typeMap } from '../release/info.js';
 import { currentRelease, headRelease, isBuilt, latestRelease, type BuiltRelease } from '../release/releases.js';
@@ -120,7 +121,7 @@ export class Supervisor {
   }
 
   private get phase(): ReleasePhaseContext {
-    return { home: this.o.home, db: this.o.db, runtime: this.o.runtime, log: this.o.log };
+    return { home: this.o.home, db: this.o.db, runtime: this.o.runtime, log: this.o.log, ...(this.o.processTypes && { processTypes: this.o.processTypes }) };
   }
 
   /** Refuses a release the host's restrictions deny; the findings go to the log and the error. */
@@ -307,7 +308,8 @@ export class Supervisor {
 
   /** Live scaling: new dynos join the router when up; surplus ones drain first. */
   async scale(change: Formation): Promise<Formation> {
-    const rel = this.release!;
+    const rel = this.release;
+    if (!rel) throw new SlipwayError(`${this.o.app} is still starting`, { hint: 'scale it once slipway up has returned' });
     refuseUnknownTypes(change, this.processTypes, `${rel.app} v${rel.version}`);
     this.formation = setFormation(this.o.db, this.o.app, change);
     this.tellRouter();
