@@ -21,9 +21,12 @@ interface ReleaseRow {
 
 const said = (r: RunResult): string => r.stdout + r.stderr;
 
-/** The app's releases that carry a slug (config-only releases have none). */
+/** The app's releases that carry a slug (config-only releases have none; a failed first build leaves no app). */
 async function builtReleases(home: string, app: string): Promise<ReleaseRow[]> {
-  return (JSON.parse((await ok(slipway(home, ['--json', 'releases', app]))).stdout) as ReleaseRow[]).filter((r) => r.slug !== undefined);
+  const r = await slipway(home, ['--json', 'releases', app]);
+  const out = JSON.parse(r.stdout) as ReleaseRow[] | { error: string };
+  if (!Array.isArray(out) && out.error === `no app "${app}"`) return [];
+  return (JSON.parse((await ok(Promise.resolve(r))).stdout) as ReleaseRow[]).filter((rel) => rel.slug !== undefined);
 }
 
 /** Runs the app at web=2 behind the router and returns what web.1 and web.2 answered. */
