@@ -288,23 +288,19 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     }
     const releaseCommand = Object.hasOwn(processTypes, 'release') ? processTypes.release! : '';
     // The build claims the release phase it runs, so a running supervisor waits for it.
-    const release = releaseSlug(db, app.name, slug.digest, opts.stack, `Deploy ${slug.digest.slice(7, 14)}`, releaseCommand, opts.releasePhase ? { claim: process.pid } : {});
-    if (release.status === 'pending') {
-      if (!opts.releasePhase) {
-        say(header(`Released v${release.version}: its release command runs at the next slipway up ${app.name}`));
-      } else {
-        say(header('Running release command...'));
-        if (!(await opts.releasePhase(release, (l) => say(indent(l))))) {
-          say(header(`Release phase of v${release.version} failed: v${release.version} is not current`));
-          throw new SlipwayError(`release command of ${app.name} v${release.version} failed: the release does not go live`, {
-            hint: `see the output above and slipway logs ${app.name}; fix it and build again (slipway releases ${app.name} shows what is current)`,
-          });
-        }
-        say(header(`Released v${release.version}`));
+    let release = releaseSlug(db, app.name, slug.digest, opts.stack, `Deploy ${slug.digest.slice(7, 14)}`, releaseCommand, opts.releasePhase ? { claim: process.pid } : {});
+    if (release.status === 'pending' && opts.releasePhase) {
+      say(header('Running release command...'));
+      if (!(await opts.releasePhase(release, (l) => say(indent(l))))) {
+        say(header(`Release phase of v${release.version} failed: v${release.version} is not current`));
+        throw new SlipwayError(`release command of ${app.name} v${release.version} failed: the release does not go live`, {
+          hint: `see the output above and slipway logs ${app.name}; fix it and build again (slipway releases ${app.name} shows what is current)`,
+        });
       }
-    } else {
-      say(header(`Released v${release.version}`));
+      release = { ...release, status: 'succeeded' };
     }
+    const later = release.status === 'pending' && !opts.releasePhase;
+    say(header(`Released v${release.version}${later ? `: its release command runs at the next slipway up ${app.name}` : ''}`));
     return { release, slug, log: dirs.log, seconds: (Date.now() - started) / 1000 };
   } finally {
     await runtime?.close();
