@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { SlipwayError, UsageError } from '../errors.js';
@@ -9,7 +9,7 @@ import { builtRelease } from '../release/releases.js';
 import { findStackByDigest } from '../stack/stacks.js';
 import { getSetting, openDb, setSetting } from '../store/db.js';
 import { callControl, controlSocket, NotUpError, serveControl, stopApp } from '../runtime/control.js';
-import { formatLine, logFiles, parseLine, readLog, AppLog, type LogLine } from '../runtime/logs.js';
+import { dynoFilter, followLog, formatLine, readLog, AppLog, type LogLine } from '../runtime/logs.js';
 import { openDynoRuntime, type RuntimeChoice } from '../runtime/open.js';
 import { Router } from '../runtime/router.js';
 import { exitStatus, Supervisor, type SupervisorStatus } from '../runtime/supervisor.js';
@@ -226,33 +226,11 @@ export function registerDynoCommands(program: Command, globals: () => Globals): 
       const g = globals();
       if (!/^\d{1,9}$/.test(o.num)) throw new UsageError(`--num ${o.num}: give a number of lines`);
       const num = Number(o.num);
-      const keep = (l: LogLine): boolean => !o.dyno || l.dyno === o.dyno || l.dyno.split('.')[0] === o.dyno;
+      const keep = dynoFilter(o.dyno);
       const show = (l: LogLine): void => void process.stdout.write(g.json ? `${JSON.stringify(l)}\n` : `${formatLine(l)}\n`);
       // -n 0 prints no past lines (slice(-0) would be all of them).
       if (num > 0) readLog(g.home, app).filter(keep).slice(-num).forEach(show);
-      if (!o.follow) return;
-      const { current } = logFiles(g.home, app);
-      let offset = existsSync(current) ? statSync(current).size : 0;
-      let partial = '';
-      for (;;) {
-        await new Promise((r) => setTimeout(r, 200));
-        if (!existsSync(current)) continue;
-        const size = statSync(current).size;
-        if (size < offset) offset = 0; // rotated
-        if (size === offset) continue;
-        const fd = openSync(current, 'r');
-        const buf = Buffer.alloc(size - offset);
-        readSync(fd, buf, 0, buf.length, offset);
-        closeSync(fd);
-        offset = size;
-        const text = partial + buf.toString();
-        const lines = text.split('\n');
-        partial = lines.pop() ?? '';
-        for (const t of lines) {
-          const l = parseLine(t);
-          if (l && keep(l)) show(l);
-        }
-      }
+      if (o.follow) await followLog(g.home, app, (l) => keep(l) && show(l));
     });
 
   program

@@ -3,7 +3,7 @@
  * 10,000 bytes are split. Kept on disk in a bounded ring (two files of `maxBytes / 2`; the older is
  * dropped when the newer fills), so `slipway logs` works after the fact and from other processes.
  */
-import { closeSync, existsSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -153,4 +153,34 @@ export function readLog(home: string, app: string): LogLine[] {
   const { current, previous } = logFiles(home, app);
   const text = [previous, current].filter((f) => existsSync(f)).map((f) => readFileSync(f, 'utf8')).join('');
   return text.split('\n').map(parseLine).filter((l): l is LogLine => l !== undefined);
+}
+
+/** `web.1` keeps that dyno's lines, `web` every web dyno's, `router` the router's; none keeps all. */
+export function dynoFilter(dyno: string | undefined): (l: LogLine) => boolean {
+  return (l) => !dyno || l.dyno === dyno || l.dyno.split('.')[0] === dyno;
+}
+
+/** Calls `fn` with each line written to the app's log from now on, from any process (polled, across rotations). */
+export async function followLog(home: string, app: string, fn: (l: LogLine) => void, pollMs = 200): Promise<never> {
+  const { current } = logFiles(home, app);
+  let offset = existsSync(current) ? statSync(current).size : 0;
+  let partial = '';
+  for (;;) {
+    await new Promise((r) => setTimeout(r, pollMs));
+    if (!existsSync(current)) continue;
+    const size = statSync(current).size;
+    if (size < offset) offset = 0; // rotated
+    if (size === offset) continue;
+    const fd = openSync(current, 'r');
+    const buf = Buffer.alloc(size - offset);
+    readSync(fd, buf, 0, buf.length, offset);
+    closeSync(fd);
+    offset = size;
+    const lines = (partial + buf.toString()).split('\n');
+    partial = lines.pop() ?? '';
+    for (const t of lines) {
+      const l = parseLine(t);
+      if (l) fn(l);
+    }
+  }
 }
