@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { SOURCE_PROFILE_D } from '../release/image.js';
-import type { Release } from '../release/releases.js';
+import type { BuiltRelease } from '../release/releases.js';
 
 export type RuntimeKind = 'container' | 'process';
 
@@ -19,7 +19,7 @@ export interface DynoSpec {
   /** Config vars, PORT, DYNO, PS: everything but PATH and HOME, which the runtime sets. */
   env: Record<string, string>;
   port: number;
-  release: Release & { slug: string; stack: NonNullable<Release['stack']> };
+  release: BuiltRelease;
 }
 
 export interface DynoIo {
