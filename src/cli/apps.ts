@@ -7,7 +7,7 @@ import type { BuildRuntime } from '../buildpack/step.js';
 import { SlipwayError, UsageError } from '../errors.js';
 import { checkAppName, createApp, getApp, listApps } from '../release/apps.js';
 import { appInfo, releaseInfo, type AppInfo, type ReleaseInfo } from '../release/info.js';
-import { currentRelease, headRelease, listReleases, parseAssignments, parseVersion, rollback, setConfig, unsetConfig } from '../release/releases.js';
+import { currentRelease, headRelease, listReleases, parseAssignments, parseVersion, rollback, setConfig, unsetConfig, type Release } from '../release/releases.js';
 import { destroyApp } from '../runtime/destroy.js';
 import { buildReleasePhase } from '../runtime/release-phase.js';
 import { ContainerBuildRuntime, BUILD_CONTAINER_PREFIX } from '../runtime/build-container.js';
@@ -38,6 +38,12 @@ function buildRuntimeFactory(home: string, stack: Stack, wanted: string, warn: (
       return processes();
     }
   };
+}
+
+/** A release a config change or rollback made; a pending one says when its release command runs. */
+function printMade(g: Globals, r: Release): void {
+  const later = r.status === 'pending' ? ` (pending: its release command runs before it goes live, in the running app or at the next slipway up ${r.app})` : '';
+  print(g, { version: r.version, description: r.description, status: r.status }, `${r.description}: v${r.version}${later}`);
 }
 
 function appInfoText(i: AppInfo): string {
@@ -219,7 +225,7 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
       await withDb(g, async (db) => {
         getApp(db, name);
         const r = setConfig(db, name, parseAssignments(assignments));
-        print(g, { version: r.version, description: r.description }, `${r.description}: v${r.version}`);
+        printMade(g, r);
       });
     });
   config
@@ -232,7 +238,7 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
       await withDb(g, async (db) => {
         getApp(db, name);
         const r = unsetConfig(db, name, keys);
-        print(g, { version: r.version, description: r.description }, `${r.description}: v${r.version}`);
+        printMade(g, r);
       });
     });
 
@@ -247,7 +253,7 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
       await withDb(g, async (db) => {
         getApp(db, name);
         const r = rollback(db, name, v);
-        print(g, { version: r.version, description: r.description }, `${r.description}: v${r.version}`);
+        printMade(g, r);
       });
     });
 }
