@@ -5,6 +5,7 @@ import { join, posix, relative } from 'node:path';
 import { STEP_WRAPPER, type BuildRuntime, type StepRequest, type StepResult } from '../buildpack/step.js';
 import { pickOciRuntime, type OciRuntime } from './oci-runtime.js';
 import { MASKED_PATHS, NO_CAPABILITIES, READONLY_PATHS, standardMounts } from './spec.js';
+import { seccompProfile } from './seccomp.js';
 import { spawnStep } from './step-process.js';
 
 export const BUILD_UID = 1000;
@@ -67,6 +68,7 @@ function buildConfig(rootfs: string, binds: Binds, args: string[], env: Record<s
       namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
       maskedPaths: MASKED_PATHS,
       readonlyPaths: READONLY_PATHS,
+      seccomp: seccompProfile(),
       resources: { devices: [{ allow: false, access: 'rwm' }] },
     },
   };

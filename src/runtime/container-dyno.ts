@@ -25,6 +25,7 @@ import { DYNO_INIT, listensIn, type DynoIo, type DynoRuntime, type DynoSpec, typ
 import { DynoCgroup, hasV1Controllers } from './cgroup.js';
 import { describe, pickOciRuntime, runtimeCommand, type OciRuntime } from './oci-runtime.js';
 import { MASKED_PATHS, NO_CAPABILITIES, READONLY_PATHS, standardMounts } from './spec.js';
+import { seccompProfile } from './seccomp.js';
 
 export const DYNO_PREFIX = 'slipway-dyno-';
 export const APP_UID = 1000;
@@ -67,6 +68,7 @@ export function dynoConfig(o: { rootfs: string; uidBase: number; hostname: strin
       namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }, { type: 'user' }, { type: 'cgroup' }],
       maskedPaths: MASKED,
       readonlyPaths: READONLY_PATHS,
+      seccomp: seccompProfile(),
       resources: {
         devices: [{ allow: false, access: 'rwm' }],
         ...(o.limits && { memory: { limit: o.limits.memoryBytes, swap: o.limits.memoryBytes }, pids: { limit: o.limits.pids } }),
