@@ -8,9 +8,10 @@ import { appInfo, scaleStored } from '../release/info.js';
 import { builtRelease } from '../release/releases.js';
 import { findStackByDigest } from '../stack/stacks.js';
 import { getSetting, openDb, setSetting } from '../store/db.js';
-import { callControl, controlSocket, NotUpError, serveControl, stopApp } from '../runtime/control.js';
+import { callControl, controlSocket, isUp, NotUpError, serveControl, stopApp } from '../runtime/control.js';
 import { dynoFilter, followLog, formatLine, readLog, AppLog, type LogLine } from '../runtime/logs.js';
 import { openDynoRuntime, type RuntimeChoice } from '../runtime/open.js';
+import { reapOrphanDynos } from '../runtime/orphans.js';
 import { Router } from '../runtime/router.js';
 import { exitStatus, Supervisor, type SupervisorStatus } from '../runtime/supervisor.js';
 import { checkAppName } from '../release/apps.js';
@@ -73,6 +74,9 @@ async function upForeground(g: Globals, app: string, o: UpOptions, printLogs: bo
   })());
   mkdirSync(join(g.home, 'run'), { recursive: true });
   control.server = await serveControl(controlSocket(g.home, app), sup, () => void stop().then(() => process.exit(0)));
+  // Now the only supervisor of the app: dynos a dead one left running would double the formation.
+  const orphans = await reapOrphanDynos(g.home, app);
+  if (orphans.length) log.write('slipway', 'supervisor', `removed ${orphans.length} orphaned dyno(s) left by a supervisor that died: ${orphans.join(', ')}`);
   process.once('SIGINT', () => void stop().then(() => process.exit(0)));
   process.once('SIGTERM', () => void stop().then(() => process.exit(0)));
   let failed: string[];
@@ -211,8 +215,12 @@ export function registerDynoCommands(program: Command, globals: () => Globals): 
     .argument('<app>')
     .action(async (app: string) => {
       const g = globals();
-      await stopApp(g.home, app);
-      print(g, { app, stopped: true }, `${app} stopped`);
+      const up = await isUp(g.home, app);
+      if (up) await stopApp(g.home, app);
+      // Then what no supervisor looks after any more: dynos of one that was killed.
+      const orphans = await reapOrphanDynos(g.home, app);
+      if (!up && orphans.length === 0) throw new NotUpError();
+      print(g, { app, stopped: true, orphans }, `${app} stopped${orphans.length ? ` (removed ${orphans.length} orphaned dyno(s): ${orphans.join(', ')})` : ''}`);
     });
 
   program

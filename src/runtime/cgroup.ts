@@ -42,6 +42,11 @@ export class DynoCgroup {
     return CONTROLLERS.map((c) => join(ROOT, c, PARENT, id));
   }
 
+  /** The groups of a dyno made earlier (by a Slipway process since gone), to remove them. */
+  static existing(id: string): DynoCgroup {
+    return new DynoCgroup(id);
+  }
+
   /** Creates the groups and sets the limits; throws, naming the file, when the kernel refuses one. */
   static async create(id: string, limits: CgroupLimits): Promise<DynoCgroup> {
     const [memory, pids, devices] = DynoCgroup.dirs(id) as [string, string, string];

@@ -26,6 +26,7 @@ import { DynoCgroup, hasV1Controllers } from './cgroup.js';
 import { describe, pickOciRuntime, runtimeCommand, type OciRuntime } from './oci-runtime.js';
 import { MASKED_PATHS, NO_CAPABILITIES, READONLY_PATHS, standardMounts } from './spec.js';
 import { seccompProfile } from './seccomp.js';
+import { dynoAnnotations } from './dyno-owner.js';
 
 export const DYNO_PREFIX = 'slipway-dyno-';
 export const APP_UID = 1000;
@@ -41,7 +42,7 @@ export interface Limits {
 }
 export const DEFAULT_LIMITS: Limits = { memoryBytes: 512 * 1024 * 1024, pids: 512 };
 
-export function dynoConfig(o: { rootfs: string; uidBase: number; hostname: string; args: string[]; env: string[]; limits?: Limits | undefined; readonlyRoot?: boolean; mounts?: object[] }): object {
+export function dynoConfig(o: { rootfs: string; uidBase: number; hostname: string; args: string[]; env: string[]; limits?: Limits | undefined; readonlyRoot?: boolean; mounts?: object[]; annotations?: Record<string, string> }): object {
   const map = [{ containerID: 0, hostID: o.uidBase, size: UID_RANGE_SIZE }];
   return {
     ociVersion: '1.0.2',
@@ -57,6 +58,7 @@ export function dynoConfig(o: { rootfs: string; uidBase: number; hostname: strin
     },
     root: { path: o.rootfs, readonly: o.readonlyRoot ?? false },
     hostname: o.hostname,
+    ...(o.annotations && { annotations: o.annotations }),
     mounts: [
       ...standardMounts('262144k'),
       { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
@@ -251,6 +253,7 @@ export class ContainerRuntime implements DynoRuntime {
       args: ['/bin/sh', '-c', DYNO_INIT, 'init', spec.command],
       env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
       limits: this.rt.cgroups === 'runtime' ? this.limits : undefined,
+      annotations: dynoAnnotations(spec.app),
     });
     writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
     const cg = this.rt.cgroups === 'slipway' && this.limits ? await DynoCgroup.create(id, this.limits) : undefined;

@@ -5,11 +5,13 @@ import { deleteApp, getApp, type DestroyedApp } from '../release/apps.js';
 import type { Db } from '../store/db.js';
 import { controlSocket, isUp, stopApp } from './control.js';
 import { logFiles } from './logs.js';
+import { reapOrphanDynos } from './orphans.js';
 
 export async function destroyApp(home: string, db: Db, app: string): Promise<DestroyedApp & { stopped: boolean }> {
   getApp(db, app);
   const stopped = await isUp(home, app);
   if (stopped) await stopApp(home, app);
+  await reapOrphanDynos(home, app);
   const { current, previous } = logFiles(home, app);
   for (const f of [current, previous, join(home, 'logs', `${app}.supervisor.log`), controlSocket(home, app)]) await rm(f, { force: true });
   return { ...(await deleteApp(home, db, app)), stopped };
