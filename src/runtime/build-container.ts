@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, posix, relative } from 'node:path';
 import { STEP_WRAPPER, type BuildRuntime, type StepRequest, type StepResult } from '../buildpack/step.js';
+import { BuildNetwork } from './build-network.js';
 import { pickOciRuntime, type OciRuntime } from './oci-runtime.js';
 import { MASKED_PATHS, NO_CAPABILITIES, READONLY_PATHS, standardMounts } from './spec.js';
 import { seccompProfile } from './seccomp.js';
@@ -40,8 +41,11 @@ interface Binds {
 
 const WORKSPACE = '/workspace';
 
-/** The runtime-spec config of one build step: read-only stack, no capabilities, the app user, host network. */
-function buildConfig(rootfs: string, binds: Binds, args: string[], env: Record<string, string>): object {
+/**
+ * The runtime-spec config of one build step: read-only stack, no capabilities, the app user, the
+ * build's network namespace (without one, as for the probe, an empty namespace of its own).
+ */
+function buildConfig(rootfs: string, binds: Binds, args: string[], env: Record<string, string>, net?: BuildNetwork): object {
   const bind = (destination: string, source: string, rw: boolean) => ({ destination, type: 'bind', source, options: ['rbind', rw ? 'rw' : 'ro', 'nosuid', 'nodev'] });
   return {
     ociVersion: '1.0.2',
@@ -59,13 +63,13 @@ function buildConfig(rootfs: string, binds: Binds, args: string[], env: Record<s
     mounts: [
       ...standardMounts(),
       bind(WORKSPACE, binds.workspace, true),
-      bind('/etc/resolv.conf', '/etc/resolv.conf', false),
+      bind('/etc/resolv.conf', net?.resolvConf ?? '/etc/resolv.conf', false),
       // Builds reach registries through whatever the host trusts (corporate or proxy CAs too).
       ...(existsSync(HOST_CERTS) ? [bind(HOST_CERTS, HOST_CERTS, false)] : []),
     ],
     linux: {
-      // No network namespace: builds reach package registries, as on Heroku.
-      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
+      // Builds reach package registries through the NAT of their network (build-network.ts), not the host.
+      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network', ...(net && { path: net.netnsPath }) }],
       maskedPaths: MASKED_PATHS,
       readonlyPaths: READONLY_PATHS,
       seccomp: seccompProfile(),
@@ -77,7 +81,8 @@ function buildConfig(rootfs: string, binds: Binds, args: string[], env: Record<s
 /**
  * Build steps in a container on the unpacked stack (runc or crun): the stack read-only, the
  * build dir, cache, env dir and buildpacks bind-mounted, run as the app user with no
- * capabilities and no new privileges. Each step is one short-lived container.
+ * capabilities and no new privileges, in the build's own network namespace. Each step is one
+ * short-lived container.
  */
 export class ContainerBuildRuntime implements BuildRuntime {
   readonly name = 'container' as const;
@@ -91,6 +96,7 @@ export class ContainerBuildRuntime implements BuildRuntime {
     private readonly rootfs: string,
     private readonly binds: Binds,
     private readonly work: string,
+    private readonly net: BuildNetwork,
   ) {
     this.appDir = this.inside(binds.app);
     this.cacheDir = this.inside(binds.cache);
@@ -102,7 +108,10 @@ export class ContainerBuildRuntime implements BuildRuntime {
     return posix.join(WORKSPACE, relative(this.binds.workspace, hostPath));
   }
 
-  /** Picks crun or runc by running a trivial container on the stack; `why` lists what was skipped. */
+  /**
+   * Picks crun or runc by running a trivial container on the stack (`why` lists what was skipped),
+   * and makes the build's network.
+   */
   static async open(stateRoot: string, rootfs: string, binds: Binds, work: string): Promise<{ runtime: ContainerBuildRuntime; why: string[] }> {
     await mkdir(work, { recursive: true });
     const probeEnv = { PATH: '/usr/bin:/bin' };
@@ -110,7 +119,8 @@ export class ContainerBuildRuntime implements BuildRuntime {
       const r = await runContainer(rt, work, `${BUILD_CONTAINER_PREFIX}probe-${randomBytes(4).toString('hex')}`, buildConfig(rootfs, binds, ['/bin/true'], probeEnv), () => undefined, false);
       if (r.code !== 0) throw new Error(`probe exited ${r.code}`);
     });
-    return { runtime: new ContainerBuildRuntime(runtime, rootfs, binds, work), why };
+    const net = await BuildNetwork.create(work);
+    return { runtime: new ContainerBuildRuntime(runtime, rootfs, binds, work, net), why: [...why, ...net.notes] };
   }
 
   get runtimeName(): string {
@@ -125,12 +135,13 @@ export class ContainerBuildRuntime implements BuildRuntime {
     const script = `${this.buildpackDir(step.buildpack)}/bin/${step.script}`;
     const args = step.script === 'compile' ? [this.appDir, this.cacheDir, this.envDir] : [this.appDir];
     const env = { ...hostNetworkEnv(), ...step.env, SLIPWAY_EXPORTS: step.exports.join(' ') };
-    const config = buildConfig(this.rootfs, this.binds, ['/bin/sh', '-c', STEP_WRAPPER, 'slipway-step', script, ...args], env);
+    const config = buildConfig(this.rootfs, this.binds, ['/bin/sh', '-c', STEP_WRAPPER, 'slipway-step', script, ...args], env, this.net);
     const id = `${BUILD_CONTAINER_PREFIX}${process.pid}-${++this.counter}-${randomBytes(3).toString('hex')}`;
     return runContainer(this.rt, this.work, id, config, step.onLine, step.captureStdout);
   }
 
   async close(): Promise<void> {
+    await this.net.remove();
     await rm(this.work, { recursive: true, force: true });
   }
 }

@@ -26,7 +26,7 @@ import { DynoCgroup, hasV1Controllers } from './cgroup.js';
 import { describe, pickOciRuntime, runtimeCommand, type OciRuntime } from './oci-runtime.js';
 import { MASKED_PATHS, NO_CAPABILITIES, READONLY_PATHS, standardMounts } from './spec.js';
 import { seccompProfile } from './seccomp.js';
-import { dynoAnnotations } from './dyno-owner.js';
+import { dynoAnnotations } from './owner.js';
 
 export const DYNO_PREFIX = 'slipway-dyno-';
 export const APP_UID = 1000;

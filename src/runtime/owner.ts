@@ -1,7 +1,7 @@
 /**
- * Who started a dyno: the app it belongs to and the Slipway process that owns it (a supervisor,
- * or a one-off `slipway run`), written into its bundle as annotations so that a dyno whose owner
- * has died can be told from one that is looked after (see orphans.ts).
+ * Who owns what Slipway leaves on the host while it runs (a dyno, a build's network): the Slipway
+ * process, named by pid and start time, so that what a dead process left can be told from what a
+ * live one looks after (orphans.ts, build-network.ts). A dyno's bundle also names its app.
  */
 import { readFileSync } from 'node:fs';
 
@@ -26,11 +26,17 @@ function startTime(pid: number): string | undefined {
 
 const SELF = `${process.pid}@${startTime(process.pid) ?? '0'}`;
 
+/** This process, as an owner. */
+export function ownerToken(): string {
+  return SELF;
+}
+
 /** The annotations of a dyno this process starts. */
 export function dynoAnnotations(app: string): Record<string, string> {
   return { [APP_ANNOTATION]: app, [OWNER_ANNOTATION]: SELF };
 }
 
+/** Is the owner named by a token still running? */
 export function ownerAlive(owner: string | undefined): boolean {
   const [pid, start] = (owner ?? '').split('@');
   return Number(pid) > 0 && startTime(Number(pid)) === start;

@@ -1,0 +1,118 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { buildpack } from './helpers/buildpacks.js';
+import { BIN, ok, slipway } from './helpers/cli.js';
+import { tempDir } from './helpers/tmp.js';
+
+const sh = (cmd: string): string => {
+  const r = spawnSync('sh', ['-c', cmd], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd}: ${r.stderr}`);
+  return r.stdout;
+};
+/** What Slipway's build networks leave on the host: namespaces, links, rules. */
+const leftovers = (): string[] => [
+  ...sh('ip netns list').split('\n').filter((l) => l.startsWith('slipway-build-')),
+  ...sh('ip -o link show').split('\n').filter((l) => /^\d+: slipway\d+/.test(l)),
+  ...sh('iptables-save').split('\n').filter((l) => l.includes('slipway-build-')),
+];
+
+/**
+ * "The internet": a network namespace of the test's own behind a veth pair on 198.18.K.0/30
+ * (a benchmarking range), with an HTTP server that answers with the address it sees.
+ */
+const K = process.pid % 250;
+const INET_NS = `slipway-test-inet-${process.pid}`;
+const INET_IF = `slwtinet${K}`;
+const INET_HOST = `198.18.${K}.1`;
+const INET_SERVER = `198.18.${K}.2`;
+
+describe('the build network', () => {
+  let home: string;
+  let src: string;
+  let internet: ChildProcess;
+  let loopback: Server;
+  let anyAddress: Server;
+  const ports = { loopback: 0, any: 0 };
+  const hostIp = sh("ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -1").trim();
+
+  beforeAll(async () => {
+    sh(`ip netns add ${INET_NS} && ip link add ${INET_IF} type veth peer name ${INET_IF}c && ip link set ${INET_IF}c netns ${INET_NS} name eth0`);
+    sh(`ip addr add ${INET_HOST}/30 dev ${INET_IF} && ip link set ${INET_IF} up && ip -n ${INET_NS} addr add ${INET_SERVER}/30 dev eth0 && ip -n ${INET_NS} link set eth0 up && ip -n ${INET_NS} link set lo up`);
+    internet = spawn('ip', ['netns', 'exec', INET_NS, process.execPath, '-e', `require('http').createServer((q, s) => s.end('internet saw ' + q.socket.remoteAddress)).listen(8080, '${INET_SERVER}', () => console.log('ready'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((r) => internet.stdout!.once('data', r));
+    const listen = async (host: string): Promise<[Server, number]> => {
+      const s = createServer((c) => c.end('HTTP/1.0 200 OK\r\n\r\nhost secret\n'));
+      await new Promise<void>((r) => s.listen(0, host, r));
+      return [s, (s.address() as { port: number }).port];
+    };
+    [loopback, ports.loopback] = await listen('127.0.0.1');
+    [anyAddress, ports.any] = await listen('0.0.0.0');
+
+    home = await tempDir();
+    await ok(slipway(home, ['-q', 'stack', 'import', 'bookworm', `dir:${inject('debootstrapRootfs')}`]));
+    src = await tempDir('slipway-app-');
+    await writeFile(join(src, 'Procfile'), 'web: true\n');
+  });
+
+  afterAll(async () => {
+    internet?.kill('SIGKILL');
+    loopback?.close();
+    anyAddress?.close();
+    spawnSync('ip', ['netns', 'delete', INET_NS]);
+    spawnSync('ip', ['link', 'delete', INET_IF]);
+  });
+
+  const probe = (name: string, url: string): string => `curl -sS -m 3 ${url} 2>&1 | sed 's/^/${name}: /' || true`;
+
+  it('a build step reaches the outside through NAT, but nothing listening on the host (loopback or its own address)', async () => {
+    const bp = await buildpack({
+      detect: 'echo net',
+      compile: [
+        probe('internet', `http://${INET_SERVER}:8080/`),
+        probe('host-loopback', `http://127.0.0.1:${ports.loopback}/`),
+        probe('host-address', `http://${hostIp}:${ports.any}/`),
+        probe('internet-side-host-address', `http://${INET_HOST}:${ports.any}/`),
+      ].join('\n'),
+    });
+    const out = (await ok(slipway(home, ['build', src, '--app', 'net', '--buildpack', bp, '--runtime', 'container']))).stdout;
+    // Masqueraded: the server sees the host's address on its link, not the build's private one.
+    expect(out).toContain(`internet: internet saw ${INET_HOST}`);
+    for (const name of ['host-loopback', 'host-address', 'internet-side-host-address']) {
+      expect(out).toMatch(new RegExp(`${name}: curl: \\((7|28)\\)`));
+    }
+    expect(out).not.toContain('host secret');
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('its namespace and rules go when a build fails', async () => {
+    const bp = await buildpack({ detect: 'echo failing', compile: 'echo boom; exit 3' });
+    const r = await slipway(home, ['build', src, '--app', 'net', '--buildpack', bp, '--runtime', 'container']);
+    expect(r.code).not.toBe(0);
+    expect(r.stdout + r.stderr).toContain('boom');
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('those of a build killed with SIGKILL go with the next build', async () => {
+    const bp = await buildpack({ detect: 'echo slow', compile: 'echo compiling; sleep 120' });
+    const killed = spawn(process.execPath, [BIN, 'build', src, '--app', 'net', '--buildpack', bp, '--runtime', 'container'], { env: { ...process.env, SLIPWAY_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const closed = new Promise((r) => killed.once('close', r));
+    let left: string[];
+    try {
+      await new Promise<void>((resolve) => killed.stdout!.on('data', (c: Buffer) => c.toString().includes('compiling') && resolve()));
+      left = leftovers();
+    } finally {
+      // Slipway's step wrapper ends the step once slipway is gone.
+      killed.kill('SIGKILL');
+      await closed;
+    }
+    expect(left.some((l) => l.startsWith('slipway-build-'))).toBe(true);
+    expect(leftovers()).toEqual(left);
+    const quick = await buildpack({ detect: 'echo quick', compile: 'true' });
+    await ok(slipway(home, ['-q', 'build', src, '--app', 'net', '--buildpack', quick, '--runtime', 'container']));
+    expect(leftovers()).toEqual([]);
+  });
+});
+
