@@ -7,7 +7,7 @@
  * Each build gets a veth pair (`slipwayN` on the host, `eth0` inside) on a /30 of 10.253.0.0/16
  * (SLIPWAY_BUILD_SUBNET to choose another /16), and rules in three chains of Slipway's own,
  * each rule commented `slipway-build-N`:
- *   filter SLIPWAY-BUILD-IN  (from INPUT):       what comes in on slipwayN is dropped (but DNS to
+ *   filter SLIPWAY-BUILD-IN  (from INPUT):       what comes in on slipwayN is refused (but DNS to
  *                                                  a resolver that is a host address);
  *   filter SLIPWAY-BUILD-FWD (from FORWARD):     slipwayN may go out, replies come back, nothing
  *                                                  else gets in, and no build reaches another;
@@ -23,11 +23,8 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { SlipwayError } from '../errors.js';
 import { ownerAlive, ownerToken } from './owner.js';
-
-const run = promisify(execFile);
 
 const REGISTRY = '/run/slipway/build-net';
 const CHAINS = [
@@ -39,15 +36,23 @@ const CHAINS = [
 const SLOTS = 16384;
 const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
 
-async function sh(cmd: string, args: string[]): Promise<string> {
-  try {
-    return (await run(cmd, args, { encoding: 'utf8' })).stdout;
-  } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new Error(`${cmd} ${args.join(' ')}: ${(e.stderr || e.message).trim()}`);
-  }
+/** Runs a command, `input` on its stdin; the error names the command and says what it said. */
+function sh(cmd: string, args: string[], input?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(cmd, args, { encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${cmd} ${args.join(' ')}: ${(stderr || err.message).trim()}`));
+      else resolve(stdout);
+    });
+    // A command that reads no input may be gone before it is written to.
+    child.stdin?.on('error', () => undefined).end(input);
+  });
 }
-const iptables = (args: string[]): Promise<string> => sh('iptables', ['-w', ...args]);
+
+/** Applies `iptables-save`-format lines per table in one transaction, leaving all else as it is. */
+async function restore(byTable: Map<string, string[]>): Promise<void> {
+  const text = [...byTable].filter(([, lines]) => lines.length).map(([table, lines]) => `*${table}\n${lines.join('\n')}\nCOMMIT\n`).join('');
+  if (text) await sh('iptables-restore', ['-w', '--noflush'], text);
+}
 
 /** The /16 builds take their /30s from. */
 function base(): number[] {
@@ -73,40 +78,55 @@ function slot(n: number): Slot {
   return { n, hostIf: `slipway${n}`, netns: `slipway-build-${n}`, subnet: `${a}.${b}.${c}.${d}/30`, hostIp: `${a}.${b}.${c}.${d + 1}`, buildIp: `${a}.${b}.${c}.${d + 2}` };
 }
 
-/** The rules of one build, as `iptables -t TABLE -A CHAIN ...` argument lists. */
-function rules(s: Slot, localResolvers: string[]): string[][] {
-  const tag = ['-m', 'comment', '--comment', s.netns];
-  return [
-    ...localResolvers.flatMap((ns) => ['udp', 'tcp'].map((p) => ['-t', 'filter', '-A', 'SLIPWAY-BUILD-IN', '-i', s.hostIf, '-d', ns, '-p', p, '--dport', '53', ...tag, '-j', 'ACCEPT'])),
-    ['-t', 'filter', '-A', 'SLIPWAY-BUILD-IN', '-i', s.hostIf, ...tag, '-j', 'DROP'],
-    ['-t', 'filter', '-A', 'SLIPWAY-BUILD-FWD', '-i', s.hostIf, '-o', 'slipway+', ...tag, '-j', 'DROP'],
-    ['-t', 'filter', '-A', 'SLIPWAY-BUILD-FWD', '-i', s.hostIf, ...tag, '-j', 'ACCEPT'],
-    ['-t', 'filter', '-A', 'SLIPWAY-BUILD-FWD', '-o', s.hostIf, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', ...tag, '-j', 'ACCEPT'],
-    ['-t', 'filter', '-A', 'SLIPWAY-BUILD-FWD', '-o', s.hostIf, ...tag, '-j', 'DROP'],
-    ['-t', 'nat', '-A', 'SLIPWAY-BUILD-NAT', '-s', s.subnet, '!', '-o', s.hostIf, ...tag, '-j', 'MASQUERADE'],
-  ];
+/** The rules of one build, by table, in `iptables-save` form. */
+function rules(s: Slot, localResolvers: string[]): Map<string, string[]> {
+  const tag = `-m comment --comment ${s.netns}`;
+  return new Map([
+    ['filter', [
+      ...localResolvers.flatMap((ns) => ['udp', 'tcp'].map((p) => `-A SLIPWAY-BUILD-IN -i ${s.hostIf} -d ${ns}/32 -p ${p} -m ${p} --dport 53 ${tag} -j ACCEPT`)),
+      // Refused rather than dropped: a build that tries the host fails at once instead of hanging.
+      `-A SLIPWAY-BUILD-IN -i ${s.hostIf} ${tag} -j REJECT --reject-with icmp-port-unreachable`,
+      `-A SLIPWAY-BUILD-FWD -i ${s.hostIf} -o slipway+ ${tag} -j DROP`,
+      `-A SLIPWAY-BUILD-FWD -i ${s.hostIf} ${tag} -j ACCEPT`,
+      `-A SLIPWAY-BUILD-FWD -o ${s.hostIf} -m conntrack --ctstate RELATED,ESTABLISHED ${tag} -j ACCEPT`,
+      `-A SLIPWAY-BUILD-FWD -o ${s.hostIf} ${tag} -j DROP`,
+    ]],
+    ['nat', [`-A SLIPWAY-BUILD-NAT -s ${s.subnet} ! -o ${s.hostIf} ${tag} -j MASQUERADE`]],
+  ]);
 }
 
-/** Slipway's chains, and the jumps to them at the top of INPUT, FORWARD and POSTROUTING, made once. */
-async function ensureChains(): Promise<void> {
-  for (const c of CHAINS) {
-    await iptables(['-t', c.table, '-N', c.chain]).catch(() => undefined); // exists already
-    const jump = [c.from, '-j', c.chain];
-    const present = await iptables(['-t', c.table, '-C', ...jump]).then(() => true, () => false);
-    if (!present) await iptables(['-t', c.table, '-I', ...jump.slice(0, 1), '1', ...jump.slice(1)]);
+/** The host's rules, `iptables-save` lines by table. */
+async function saved(): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  let table = '';
+  for (const line of (await sh('iptables-save', [])).split('\n')) {
+    if (line.startsWith('*')) out.set((table = line.slice(1)), []);
+    else if (table && !line.startsWith('#') && line !== 'COMMIT') out.get(table)!.push(line);
   }
+  return out;
+}
+
+/** Slipway's chains and the jumps to them at the top of INPUT, FORWARD and POSTROUTING, where missing. */
+function missingChains(host: Map<string, string[]>): Map<string, string[]> {
+  const add = new Map<string, string[]>();
+  for (const c of CHAINS) {
+    const lines = host.get(c.table) ?? [];
+    const mine = add.get(c.table) ?? [];
+    if (!lines.some((l) => l.startsWith(`:${c.chain} `))) mine.push(`:${c.chain} - [0:0]`);
+    if (!lines.includes(`-A ${c.from} -j ${c.chain}`)) mine.push(`-I ${c.from} 1 -j ${c.chain}`);
+    add.set(c.table, mine);
+  }
+  return add;
 }
 
 /** Removes every rule commented with this build's tag, its namespace (and veth pair with it) and its registry file. */
-async function teardown(s: Slot): Promise<void> {
-  for (const c of CHAINS) {
-    const listed = await iptables(['-t', c.table, '-S', c.chain]).catch(() => '');
-    for (const line of listed.split('\n').filter((l) => l.includes(`--comment ${s.netns} `) && l.startsWith('-A '))) {
-      // `iptables -S` prints a rule as it was given; -D takes the same words.
-      const words = line.slice(3).match(/"[^"]*"|\S+/g) ?? [];
-      await iptables(['-t', c.table, '-D', ...words.map((w) => w.replace(/^"|"$/g, ''))]).catch(() => undefined);
-    }
+async function teardown(s: Slot, host?: Map<string, string[]>): Promise<void> {
+  const del = new Map<string, string[]>();
+  // `iptables-save` prints a rule the way `-D` takes it.
+  for (const [table, lines] of host ?? (await saved().catch(() => new Map<string, string[]>()))) {
+    del.set(table, lines.filter((l) => l.startsWith('-A ') && l.includes(`--comment ${s.netns} `)).map((l) => `-D ${l.slice(3)}`));
   }
+  await restore(del).catch(() => undefined);
   await sh('ip', ['netns', 'delete', s.netns]).catch(() => undefined);
   await sh('ip', ['link', 'delete', s.hostIf]).catch(() => undefined);
   await rm(join(REGISTRY, String(s.n)), { force: true });
@@ -120,11 +140,12 @@ async function removeLeftovers(): Promise<void> {
   } catch {
     return;
   }
+  let host: Map<string, string[]> | undefined;
   for (const f of names) {
     const file = join(REGISTRY, f);
     const owner = readFileSync(file, 'utf8').trim();
     // A file not written yet belongs to a build starting now, unless it has been so for a minute.
-    if (owner ? !ownerAlive(owner) : Date.now() - statSync(file).mtimeMs > 60_000) await teardown(slot(Number(f)));
+    if (owner ? !ownerAlive(owner) : Date.now() - statSync(file).mtimeMs > 60_000) await teardown(slot(Number(f)), (host ??= await saved()));
   }
 }
 
@@ -181,21 +202,16 @@ export class BuildNetwork {
         await writeFile(IP_FORWARD, '1');
         notes.push('enabled IPv4 forwarding on this host (net.ipv4.ip_forward=1) for build networks: see docs/buildpacks.md');
       }
-      await ensureChains();
-      const inside = ['netns', 'exec', s.netns];
-      await sh('ip', ['netns', 'add', s.netns]);
-      await sh('ip', ['link', 'add', s.hostIf, 'type', 'veth', 'peer', 'name', `${s.hostIf}c`]);
-      await writeFile(`/proc/sys/net/ipv6/conf/${s.hostIf}/disable_ipv6`, '1').catch(() => undefined);
-      await sh('ip', ['link', 'set', `${s.hostIf}c`, 'netns', s.netns, 'name', 'eth0']);
-      await sh('ip', [...inside, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6 || true']);
-      await sh('ip', ['addr', 'add', `${s.hostIp}/30`, 'dev', s.hostIf]);
-      await sh('ip', ['link', 'set', s.hostIf, 'up']);
-      await sh('ip', ['-n', s.netns, 'addr', 'add', `${s.buildIp}/30`, 'dev', 'eth0']);
-      await sh('ip', ['-n', s.netns, 'link', 'set', 'lo', 'up']);
-      await sh('ip', ['-n', s.netns, 'link', 'set', 'eth0', 'up']);
-      await sh('ip', ['-n', s.netns, 'route', 'add', 'default', 'via', s.hostIp]);
+      // Rules first: the veth pair is up only once what it may reach is settled.
       const local = hostAddresses(await sh('ip', ['-4', '-o', 'addr', 'show']));
-      for (const r of rules(s, resolv.servers.filter((ns) => local.includes(ns)))) await iptables(r);
+      const add = missingChains(await saved());
+      for (const [table, lines] of rules(s, resolv.servers.filter((ns) => local.includes(ns)))) add.set(table, [...(add.get(table) ?? []), ...lines]);
+      await restore(add);
+      await sh('ip', ['-batch', '-'], [`netns add ${s.netns}`, `link add ${s.hostIf} type veth peer name ${s.hostIf}c`, `link set ${s.hostIf}c netns ${s.netns} name eth0`, `addr add ${s.hostIp}/30 dev ${s.hostIf}`, ''].join('\n'));
+      await writeFile(`/proc/sys/net/ipv6/conf/${s.hostIf}/disable_ipv6`, '1').catch(() => undefined);
+      await sh('ip', ['-n', s.netns, '-batch', '-'], [`addr add ${s.buildIp}/30 dev eth0`, 'link set lo up', 'link set eth0 up', `route add default via ${s.hostIp}`, ''].join('\n'));
+      await sh('ip', ['netns', 'exec', s.netns, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6 || true']);
+      await sh('ip', ['link', 'set', s.hostIf, 'up']);
       const conf = join(work, 'resolv.conf');
       await writeFile(conf, resolv.text, { mode: 0o644 });
       return new BuildNetwork(s, `/run/netns/${s.netns}`, conf, notes);
