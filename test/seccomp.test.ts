@@ -98,7 +98,7 @@ describe('the seccomp profile', () => {
       let results: Map<string, string>;
       let status: string;
       beforeAll(async () => {
-        const out = await inContainer(name, `grep -E '^Seccomp(_filters)?:' /proc/self/status; /mnt/probe ${[...ALLOWED, ...Object.keys(BLOCKED)].join(' ')}`);
+        const out = await inContainer(name, `grep -E '^Seccomp(_filters)?:' /proc/self/status; /mnt/probe ${[...ALLOWED, ...Object.keys(BLOCKED), 'compat-abi'].join(' ')}`);
         status = out;
         results = probeResults(out);
       });
@@ -111,6 +111,9 @@ describe('the seccomp profile', () => {
       });
       it.each(Object.entries(BLOCKED))('%s is refused (%s)', (call, errno) => {
         expect(results.get(call), `${call} in:\n${status}`).toBe(errno);
+      });
+      it('a call through the 32-bit ABI is refused (the filter knows the host\'s architecture only)', () => {
+        expect(results.get('compat-abi')).toMatch(/^(E[A-Z]+|killed-[A-Z]+)$/);
       });
       it('unshare -Ur (util-linux, from the stack) fails, so a nested user namespace cannot mount', async () => {
         const out = await inContainer(name, 'unshare -Urm mount -t tmpfs none /tmp && echo MOUNTED; unshare -U true && echo UNSHARED; echo done');

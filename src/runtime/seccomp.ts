@@ -63,10 +63,15 @@ const ALLOWED_BY_ARCH: Record<string, string[]> = {
   arm64: ['arm_fadvise64_64', 'arm_sync_file_range', 'sync_file_range2', 'breakpoint', 'cacheflush', 'set_tls'],
 };
 
-/** The filter's architectures: the host's and the 32-bit ABIs it can also run. */
+/**
+ * The filter's architecture: the host's only. Calls through another ABI (32-bit x86 or x32, arm)
+ * are refused outright, which no 64-bit stack needs; and each extra ABI made starting a container
+ * cost 4-5 ms more CPU, while libseccomp compiles the filter (crun here: 1.3 ms without a filter,
+ * 3.3 ms with this one, 12 ms with Docker's three x86 ABIs).
+ */
 const ARCHES: Record<string, string[]> = {
-  x64: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'],
-  arm64: ['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM'],
+  x64: ['SCMP_ARCH_X86_64'],
+  arm64: ['SCMP_ARCH_AARCH64'],
 };
 
 /** CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET: clone may set none of them. */
