@@ -63,6 +63,13 @@ describe('the build network', () => {
     anyAddress?.close();
     spawnSync('ip', ['netns', 'delete', INET_NS]);
     spawnSync('ip', ['link', 'delete', INET_IF]);
+    // Slipway leaves its chains in place, empty; a test host gets them removed when no build uses them.
+    if (!sh('iptables-save').includes('slipway-build-')) {
+      for (const [table, from, chain] of [['filter', 'INPUT', 'SLIPWAY-BUILD-IN'], ['filter', 'FORWARD', 'SLIPWAY-BUILD-FWD'], ['nat', 'POSTROUTING', 'SLIPWAY-BUILD-NAT']] as const) {
+        spawnSync('iptables', ['-w', '-t', table, '-D', from, '-j', chain]);
+        spawnSync('iptables', ['-w', '-t', table, '-X', chain]);
+      }
+    }
   });
 
   const probe = (name: string, url: string): string => `curl -sS -m 3 ${url} 2>&1 | sed 's/^/${name}: /' || true`;

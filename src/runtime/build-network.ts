@@ -106,17 +106,19 @@ async function saved(): Promise<Map<string, string[]>> {
   return out;
 }
 
-/** Slipway's chains and the jumps to them at the top of INPUT, FORWARD and POSTROUTING, where missing. */
-function missingChains(host: Map<string, string[]>): Map<string, string[]> {
-  const add = new Map<string, string[]>();
+/**
+ * Makes Slipway's chains where missing (one `iptables -N` each, which fails harmlessly for a build
+ * starting at the same moment: a chain declared in `iptables-restore` input would be flushed) and
+ * returns the jumps to them, at the top of INPUT, FORWARD and POSTROUTING, still to add.
+ */
+async function ensureChains(host: Map<string, string[]>): Promise<Map<string, string[]>> {
+  const jumps = new Map<string, string[]>();
   for (const c of CHAINS) {
     const lines = host.get(c.table) ?? [];
-    const mine = add.get(c.table) ?? [];
-    if (!lines.some((l) => l.startsWith(`:${c.chain} `))) mine.push(`:${c.chain} - [0:0]`);
-    if (!lines.includes(`-A ${c.from} -j ${c.chain}`)) mine.push(`-I ${c.from} 1 -j ${c.chain}`);
-    add.set(c.table, mine);
+    if (!lines.some((l) => l.startsWith(`:${c.chain} `))) await sh('iptables', ['-w', '-t', c.table, '-N', c.chain]).catch(() => undefined);
+    if (!lines.includes(`-A ${c.from} -j ${c.chain}`)) jumps.set(c.table, [...(jumps.get(c.table) ?? []), `-I ${c.from} 1 -j ${c.chain}`]);
   }
-  return add;
+  return jumps;
 }
 
 /** Removes every rule commented with this build's tag, its namespace (and veth pair with it) and its registry file. */
@@ -204,7 +206,7 @@ export class BuildNetwork {
       }
       // Rules first: the veth pair is up only once what it may reach is settled.
       const local = hostAddresses(await sh('ip', ['-4', '-o', 'addr', 'show']));
-      const add = missingChains(await saved());
+      const add = await ensureChains(await saved());
       for (const [table, lines] of rules(s, resolv.servers.filter((ns) => local.includes(ns)))) add.set(table, [...(add.get(table) ?? []), ...lines]);
       await restore(add);
       await sh('ip', ['-batch', '-'], [`netns add ${s.netns}`, `link add ${s.hostIf} type veth peer name ${s.hostIf}c`, `link set ${s.hostIf}c netns ${s.netns} name eth0`, `addr add ${s.hostIp}/30 dev ${s.hostIf}`, ''].join('\n'));
