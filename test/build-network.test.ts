@@ -1,4 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -84,7 +85,12 @@ describe('the build network', () => {
         probe('internet-side-host-address', `http://${INET_HOST}:${ports.any}/`),
       ].join('\n'),
     });
-    const out = (await ok(slipway(home, ['build', src, '--app', 'net', '--buildpack', bp, '--runtime', 'container']))).stdout;
+    const forwarding = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
+    const built = await ok(slipway(home, ['build', src, '--app', 'net', '--buildpack', bp, '--runtime', 'container']));
+    const out = built.stdout;
+    // The one host change: forwarding, turned on (and said) only when it was off.
+    if (forwarding === '0') expect(built.stdout + built.stderr).toMatch(/enabled IPv4 forwarding on this host/);
+    else expect(built.stdout + built.stderr).not.toMatch(/enabled IPv4 forwarding/);
     // Masqueraded: the server sees the host's address on its link, not the build's private one.
     expect(out).toContain(`internet: internet saw ${INET_HOST}`);
     for (const name of ['host-loopback', 'host-address', 'internet-side-host-address']) {
