@@ -13,7 +13,8 @@ import { dynoFilter, followLog, formatLine, readLog, AppLog, type LogLine } from
 import { openDynoRuntime, type RuntimeChoice } from '../runtime/open.js';
 import { reapOrphanDynos } from '../runtime/orphans.js';
 import { Router } from '../runtime/router.js';
-import { exitStatus, Supervisor, type SupervisorStatus } from '../runtime/supervisor.js';
+import { runOneOff } from '../runtime/one-off.js';
+import { Supervisor, type SupervisorStatus } from '../runtime/supervisor.js';
 import { checkAppName } from '../release/apps.js';
 import { restrictionsFor } from '../restrictions/source.js';
 import { table } from './format.js';
@@ -243,22 +244,14 @@ export function registerDynoCommands(program: Command, globals: () => Globals): 
 
   program
     .command('run')
-    .description('run a one-off dyno of the current release, attached (exit code passed through)')
+    .description('run a one-off dyno of the current release, attached: a terminal when stdin is one, the exit status passed through')
     .argument('<app>')
-    .argument('<command...>', 'the command (after --)')
+    .argument('<command...>', 'one argument: a shell command line; several: a command and its arguments (after --)')
     .option('--runtime <kind>', 'container, process or auto', 'auto')
-    .action(async (app: string, command: string[], o: { runtime: string }) => {
+    .option('--no-tty', 'no terminal in the dyno even when stdin is one: stdin, stdout and stderr are passed as they are')
+    .action(async (app: string, command: string[], o: { runtime: string; tty: boolean }) => {
       const g = globals();
-      const code = await withDb(g, async (db) => {
-        const rel = builtRelease(db, app);
-        const stack = findStackByDigest(db, rel.stack.digest);
-        if (!stack) throw new SlipwayError(`stack ${rel.stack.name} ${rel.stack.digest} is not on this host`);
-        const runtime = await openDynoRuntime(g.home, db, runtimeChoice(o.runtime), stack, (s) => process.stderr.write(`${s}\n`));
-        const name = `run.${1000 + Math.floor(Math.random() * 9000)}`;
-        const port = 5000;
-        const d = await runtime.start({ app, name, type: 'run', command: command.join(' '), port, release: rel, env: { ...rel.config, PORT: String(port), DYNO: name, PS: name } }, { stdio: 'inherit' });
-        return exitStatus(await d.exited);
-      });
-      process.exitCode = code;
+      const tty = o.tty && process.stdin.isTTY === true;
+      process.exitCode = await withDb(g, (db) => runOneOff(g.home, db, app, command, { runtime: runtimeChoice(o.runtime), tty, say: (s) => process.stderr.write(`${s}\n`) }));
     });
 }

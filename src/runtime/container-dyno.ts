@@ -12,7 +12,7 @@
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { chmod, mkdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Db } from '../store/db.js';
@@ -21,7 +21,7 @@ import { uidRange, UID_RANGE_SIZE } from '../release/formation.js';
 import { unpackedSlug } from '../slug/unpacked.js';
 import { unpackedStack } from '../stack/unpacked.js';
 import { writeFileAtomic } from '../store/atomic.js';
-import { DYNO_INIT, listensIn, type DynoIo, type DynoRuntime, type DynoSpec, type Exit, type RunningDyno } from './dyno.js';
+import { dynoArgs, listensIn, nativeProgram, type DynoIo, type DynoRuntime, type DynoSpec, type Exit, type RunningDyno } from './dyno.js';
 import { DynoCgroup, hasV1Controllers } from './cgroup.js';
 import { describe, pickOciRuntime, runtimeCommand, type OciRuntime } from './oci-runtime.js';
 import { MASKED_PATHS, NO_CAPABILITIES, READONLY_PATHS, standardMounts } from './spec.js';
@@ -42,12 +42,12 @@ export interface Limits {
 }
 export const DEFAULT_LIMITS: Limits = { memoryBytes: 512 * 1024 * 1024, pids: 512 };
 
-export function dynoConfig(o: { rootfs: string; uidBase: number; hostname: string; args: string[]; env: string[]; limits?: Limits | undefined; readonlyRoot?: boolean; mounts?: object[]; annotations?: Record<string, string> }): object {
+export function dynoConfig(o: { rootfs: string; uidBase: number; hostname: string; args: string[]; env: string[]; limits?: Limits | undefined; readonlyRoot?: boolean; mounts?: object[]; annotations?: Record<string, string>; terminal?: boolean }): object {
   const map = [{ containerID: 0, hostID: o.uidBase, size: UID_RANGE_SIZE }];
   return {
     ociVersion: '1.0.2',
     process: {
-      terminal: false,
+      terminal: o.terminal ?? false,
       user: { uid: APP_UID, gid: APP_UID },
       args: o.args,
       env: o.env,
@@ -90,6 +90,40 @@ export function appOverlay(view: HostView, slug: string, dir: string): object {
     source: 'overlay',
     options: ['nosuid', 'nodev', `lowerdir=${view.of(join(slug, 'app'))}`, `upperdir=${view.of(join(dir, 'upper'))}`, `workdir=${view.of(join(dir, 'work'))}`],
   };
+}
+
+/** Where the dyno's init is seen inside: /dev is the runtime's own tmpfs, so a file can be bound there on a read-only root. */
+const INIT_IN_DYNO = '/dev/init';
+const APP_USER = `u${APP_UID}`;
+
+function bindFile(source: string, destination: string): object {
+  return { destination, type: 'bind', source, options: ['bind', 'ro', 'nosuid', 'nodev'] };
+}
+
+function writeOnce(path: string, data: string | Buffer): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, data, { mode: 0o644 });
+  renameSync(tmp, path);
+}
+
+/**
+ * The stack's /etc/passwd or /etc/group with the app user (uid and gid 1000, HOME=/app) in place
+ * of any entry it had for that id, or undefined when the stack has no such regular file to bind
+ * over. Heroku's dyno user is named like this one: `u` and digits.
+ */
+export function withAppUser(rootfs: string, file: 'passwd' | 'group'): string | undefined {
+  const path = join(rootfs, 'etc', file);
+  try {
+    const st = lstatSync(path);
+    if (!st.isFile() || st.size > 1 << 20 || lstatSync(join(rootfs, 'etc')).isSymbolicLink()) return undefined;
+  } catch {
+    return undefined;
+  }
+  const id = String(APP_UID);
+  const kept = readFileSync(path, 'utf8').split('\n').filter((l) => l && l.split(':')[2] !== id && l.split(':')[0] !== APP_USER);
+  const shell = existsSync(join(rootfs, 'bin', 'bash')) ? '/bin/bash' : '/bin/sh';
+  kept.push(file === 'passwd' ? `${APP_USER}:x:${id}:${id}:dyno:/app:${shell}` : `${APP_USER}:x:${id}:`);
+  return `${kept.join('\n')}\n`;
 }
 
 /** Runs a helper (a bind mount, the OCI runtime's kill) without blocking the event loop: dynos start in parallel. */
@@ -226,6 +260,35 @@ export class ContainerRuntime implements DynoRuntime {
   }
 
   private readonly ranges = new Map<string, number>();
+  private readonly fileMounts = new Map<string, object[]>();
+
+  /**
+   * What every dyno on this stack version gets bound in, read-only, prepared once per host: its
+   * init (a static binary, copied next to the stacks where containers can reach it), and
+   * /etc/passwd and /etc/group naming the app user, so the stack itself is never written.
+   */
+  private dynoFiles(rootfs: string): object[] {
+    let mounts = this.fileMounts.get(rootfs);
+    if (mounts) return mounts;
+    const init = readFileSync(nativeProgram('dyno-init'));
+    const initCopy = join(this.home, 'stacks', `dyno-init-${createHash('sha256').update(init).digest('hex').slice(0, 16)}`);
+    if (!existsSync(initCopy)) {
+      copyFileSync(nativeProgram('dyno-init'), `${initCopy}.${process.pid}.tmp`);
+      renameSync(`${initCopy}.${process.pid}.tmp`, initCopy);
+    }
+    mounts = [bindFile(this.view.of(initCopy), INIT_IN_DYNO)];
+    for (const f of ['passwd', 'group'] as const) {
+      const out = join(dirname(rootfs), f);
+      if (!existsSync(out)) {
+        const text = withAppUser(rootfs, f);
+        if (text === undefined) continue;
+        writeOnce(out, text);
+      }
+      mounts.push(bindFile(this.view.of(out), `/etc/${f}`));
+    }
+    this.fileMounts.set(rootfs, mounts);
+    return mounts;
+  }
 
   async start(spec: DynoSpec, io: DynoIo): Promise<RunningDyno> {
     let base = this.ranges.get(spec.app);
@@ -247,23 +310,38 @@ export class ContainerRuntime implements DynoRuntime {
     const config = dynoConfig({
       rootfs: this.view.of(stack),
       readonlyRoot: true,
-      mounts: [app, ...varTmp],
+      mounts: [app, ...varTmp, ...this.dynoFiles(stack)],
       uidBase: base,
       hostname: spec.name.replace(/\./g, '-'),
-      args: ['/bin/sh', '-c', DYNO_INIT, 'init', spec.command],
+      args: dynoArgs(INIT_IN_DYNO, spec.command),
+      terminal: io.stdio === 'tty',
       env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
       limits: this.rt.cgroups === 'runtime' ? this.limits : undefined,
       annotations: dynoAnnotations(spec.app),
     });
     writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
     const cg = this.rt.cgroups === 'slipway' && this.limits ? await DynoCgroup.create(id, this.limits) : undefined;
-    const [cmd, ...args] = runtimeCommand(this.rt, ['run', '--bundle', dir, '--pid-file', join(dir, 'pid'), id], { procs: cg?.procsFiles() ?? [], ownTcpHash: true });
-    const oci = spawn(cmd!, args, { stdio: io.stdio === 'inherit' ? 'inherit' : ['ignore', 'pipe', 'pipe'] });
+    // runc's foreground `run` attaches a terminal to its own stdio; crun sends it to a console socket.
+    const terminal = io.stdio === 'tty' && this.rt.name === 'crun' ? await ConsoleAttach.start(id) : undefined;
+    const [cmd, ...args] = runtimeCommand(this.rt, ['run', '--bundle', dir, '--pid-file', join(dir, 'pid'), ...(terminal ? ['--console-socket', terminal.socket] : []), id], { procs: cg?.procsFiles() ?? [], ownTcpHash: true });
+    const oci = spawn(cmd!, args, {
+      stdio: io.stdio === 'pipe' ? ['ignore', 'pipe', 'pipe'] : io.stdio === 'inherit' || !terminal ? 'inherit' : ['ignore', 'inherit', 'inherit'],
+      // Only the init hears of signals (the OCI runtime would pass a terminal's Ctrl-C on to it);
+      // on a terminal, the runtime or the console stays in its foreground group, where SIGWINCH goes.
+      detached: io.stdio !== 'tty',
+    });
     if (io.stdio === 'pipe') {
       oci.stdout!.on('data', (c: Buffer) => io.onOutput?.(c));
       oci.stderr!.on('data', (c: Buffer) => io.onOutput?.(c));
     }
-    const ran = new Promise<Exit>((resolve) => oci.on('exit', (code, signal) => resolve({ code, signal })));
+    let ended = false;
+    const ran = new Promise<Exit>((resolve) => oci.on('exit', (code, signal) => {
+      ended = true;
+      resolve({ code, signal });
+    })).then(async (e) => {
+      await terminal?.detach();
+      return e;
+    });
     let bridge: ChildProcess | undefined;
     const cleanup = async (): Promise<void> => {
       bridge?.kill('SIGKILL');
@@ -290,12 +368,64 @@ export class ContainerRuntime implements DynoRuntime {
       exited,
       listening: async () => pid > 0 && listensIn(pid, spec.port) && existsSync(socketPath),
       signal: async (sig) => {
+        if (sig !== 'SIGKILL') {
+          // To the init (PID 1 inside), which passes it on to every process and outlives them.
+          if (pid > 0 && !ended) {
+            try {
+              process.kill(pid, sig);
+            } catch {
+              // gone meanwhile
+            }
+          }
+          return;
+        }
         if (cg) return cg.signal(sig, oci.pid);
-        // Without cgroups of its own to find them by, crun signals the container's init, which passes it on.
+        // Without cgroups of its own to find them by, crun kills the container's init, and the pid namespace goes with it.
         const [cmd, ...args] = runtimeCommand(this.rt, ['kill', ...(this.rt.cgroups === 'runtime' ? ['--all'] : []), id, sig]);
         await sh(cmd!, args);
       },
     };
+  }
+}
+
+/**
+ * console-attach (native/), crun's other end of a dyno's terminal: it listens on a socket, receives
+ * the terminal from crun, and proxies it to the caller's, in raw mode, with its window size.
+ */
+class ConsoleAttach {
+  private attached = false;
+  private constructor(
+    readonly socket: string,
+    private readonly child: ChildProcess,
+    private readonly gone: Promise<void>,
+  ) {}
+
+  static async start(id: string): Promise<ConsoleAttach> {
+    // Short (a socket path has 108 bytes at most), under Slipway's root-only /run directory.
+    const socket = join('/run/slipway', `console-${createHash('sha256').update(id).digest('hex').slice(0, 12)}.sock`);
+    const child = spawn(nativeProgram('console-attach'), [socket], { stdio: ['inherit', 'inherit', 'inherit', 'pipe'] });
+    const gone = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    const c = new ConsoleAttach(socket, child, gone);
+    let said = '';
+    const listening = new Promise<boolean>((resolve) => {
+      child.stdio[3]!.on('data', (b: Buffer) => {
+        said += b.toString();
+        if (said.includes('listening\n')) resolve(true);
+        if (said.includes('attached\n')) c.attached = true;
+      });
+      void gone.then(() => resolve(false));
+    });
+    if (!(await listening)) throw new Error(`console-attach could not listen on ${socket}`);
+    return c;
+  }
+
+  /** After the OCI runtime exits: the rest of the output is copied, then the terminal is restored. */
+  async detach(): Promise<void> {
+    if (!this.attached) this.child.kill('SIGTERM');
+    const late = setTimeout(() => this.child.kill('SIGTERM'), 2000);
+    await this.gone;
+    clearTimeout(late);
+    rmSync(this.socket, { force: true });
   }
 }
 

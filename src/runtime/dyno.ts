@@ -3,8 +3,10 @@
  * init (below), give the same environment, and expose the same handle, so the supervisor and
  * the router never ask which one they have.
  */
-import { readFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { existsSync, readFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { SOURCE_PROFILE_D } from '../release/image.js';
 import type { BuiltRelease } from '../release/releases.js';
 
@@ -23,8 +25,11 @@ export interface DynoSpec {
 }
 
 export interface DynoIo {
-  /** inherit: a one-off dyno attached to the terminal; pipe: output goes to onOutput. */
-  stdio: 'inherit' | 'pipe';
+  /**
+   * inherit: a one-off dyno attached to the caller's stdin, stdout and stderr; tty: the same with
+   * a terminal (the caller's stdin must be one); pipe: output goes to onOutput, stdin is empty.
+   */
+  stdio: 'inherit' | 'tty' | 'pipe';
   onOutput?: (chunk: Buffer) => void;
 }
 
@@ -34,6 +39,8 @@ export interface Exit {
   code: number | null;
   signal: string | null;
 }
+
+export type DynoSignal = 'SIGTERM' | 'SIGKILL' | 'SIGINT' | 'SIGHUP';
 
 export interface RunningDyno {
   readonly spec: DynoSpec;
@@ -45,8 +52,11 @@ export interface RunningDyno {
   readonly exited: Promise<Exit>;
   /** Whether something in the dyno listens on $PORT. */
   listening(): Promise<boolean>;
-  /** To every process of the dyno. */
-  signal(sig: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+  /**
+   * SIGKILL: to every process of the dyno at once. Others: to the dyno's init, which passes them
+   * on to every process (each gets one) and, for SIGTERM, lives until they are all gone.
+   */
+  signal(sig: DynoSignal): Promise<void>;
 }
 
 export interface DynoRuntime {
@@ -57,18 +67,44 @@ export interface DynoRuntime {
 }
 
 /**
- * The dyno's init: sources .profile.d as Heroku does, runs the command as its child, passes
- * SIGTERM on and exits with the command's status, so a stop reaches the app even when it does not
- * handle signals as PID 1 would have to.
+ * What the dyno's init (native/dyno-init.c, its first process) runs: sources .profile.d as Heroku
+ * does, then the command, a shell command line. The init passes signals on to every process and
+ * outlives them all when stopped; see there.
  */
-export const DYNO_INIT = [
-  'trap \'kill -TERM $c 2>/dev/null\' TERM INT',
-  'cd "$HOME" || exit 1',
-  SOURCE_PROFILE_D,
-  '/bin/sh -c "$1" &',
-  'c=$!',
-  'while :; do wait $c; s=$?; kill -0 $c 2>/dev/null || exit $s; done',
-].join('\n');
+export const DYNO_SCRIPT = ['cd "$HOME" || exit 1', SOURCE_PROFILE_D, 'exec /bin/sh -c "$1"'].join('\n');
+
+/** argv of a dyno's main process under its init: `init` is where the init binary is seen. */
+export function dynoArgs(init: string, command: string): string[] {
+  return [init, '/bin/sh', '-c', DYNO_SCRIPT, 'dyno', command];
+}
+
+/** The environment every dyno of a release gets, formation or one-off (the runtime adds PATH and HOME). */
+export function dynoEnv(release: DynoSpec['release'], name: string, port: number): Record<string, string> {
+  return { ...release.config, PORT: String(port), DYNO: name, PS: name, SLIPWAY_RELEASE: `v${release.version}` };
+}
+
+/** Container dynos all listen on 5000, each in its own network namespace. */
+const CONTAINER_PORT = 5000;
+
+/** The $PORT of a new dyno: 5000 in a container, a free one on the host. */
+export async function dynoPort(kind: RuntimeKind): Promise<number> {
+  if (kind === 'container') return CONTAINER_PORT;
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const a = srv.address();
+  await new Promise((r) => srv.close(r));
+  return typeof a === 'object' && a ? a.port : 0;
+}
+
+/** A helper program built from native/ into dist/ by scripts/build, found whether bundled or not. */
+export function nativeProgram(name: 'dyno-init' | 'console-attach'): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    for (const p of [join(dir, name), join(dir, 'dist', name)]) if (existsSync(p)) return p;
+    dir = dirname(dir);
+  }
+  throw new Error(`${name} is missing from this installation: run npm run build (it needs a C compiler)`);
+}
 
 /** Does a TCP connection to 127.0.0.1:port get accepted? The readiness check of a host process. */
 export function acceptsOn(port: number): Promise<boolean> {

@@ -1,13 +1,14 @@
 /**
  * Dynos as plain host processes, foreman-style, for hosts where no OCI runtime works: the slug
- * unpacked once per release, each dyno a process group of its own on a port of its own. No
- * isolation beyond that; the same environment, init, signals and logs as a container dyno.
+ * unpacked once per release, each dyno a process group of its own on a port of its own, its init a
+ * child subreaper (so that it outlives what it started when stopped). No isolation beyond that;
+ * the same environment, init, signals and logs as a container dyno.
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { Digest } from '../oci/digest.js';
 import { unpackedSlug } from '../slug/unpacked.js';
-import { acceptsOn, DYNO_INIT, type DynoIo, type DynoRuntime, type DynoSpec, type Exit, type RunningDyno } from './dyno.js';
+import { acceptsOn, dynoArgs, nativeProgram, type DynoIo, type DynoRuntime, type DynoSpec, type Exit, type RunningDyno } from './dyno.js';
 
 export class ProcessRuntime implements DynoRuntime {
   readonly kind = 'process' as const;
@@ -17,14 +18,17 @@ export class ProcessRuntime implements DynoRuntime {
 
   async start(spec: DynoSpec, io: DynoIo): Promise<RunningDyno> {
     const app = join(await unpackedSlug(this.home, spec.release.slug as Digest, 0), 'app');
-    const child = spawn('/bin/sh', ['-c', DYNO_INIT, 'init', spec.command], {
+    const [init, ...args] = dynoArgs(nativeProgram('dyno-init'), spec.command);
+    const child = spawn(init!, args, {
       cwd: app,
       env: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', HOME: app, ...spec.env },
-      detached: true,
-      stdio: io.stdio === 'inherit' ? 'inherit' : ['ignore', 'pipe', 'pipe'],
+      // A process group of its own: a session of its own, or, on the caller's terminal, one the
+      // init makes and gives the terminal to (so that Ctrl-C and job control reach the dyno).
+      detached: io.stdio !== 'tty',
+      stdio: io.stdio === 'pipe' ? ['ignore', 'pipe', 'pipe'] : 'inherit',
     });
     const pid = child.pid;
-    if (pid === undefined) throw new Error(`${spec.name}: could not start /bin/sh`);
+    if (pid === undefined) throw new Error(`${spec.name}: could not start ${init}`);
     if (io.stdio === 'pipe') {
       child.stdout!.on('data', (c: Buffer) => io.onOutput?.(c));
       child.stderr!.on('data', (c: Buffer) => io.onOutput?.(c));
@@ -46,7 +50,7 @@ export class ProcessRuntime implements DynoRuntime {
       listening: () => acceptsOn(spec.port),
       signal: async (sig) => {
         try {
-          process.kill(-pid, sig);
+          process.kill(sig === 'SIGKILL' ? -pid : pid, sig);
         } catch {
           // already gone
         }
