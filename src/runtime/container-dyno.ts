@@ -21,7 +21,7 @@ import { uidRange, UID_RANGE_SIZE } from '../release/formation.js';
 import { unpackedSlug } from '../slug/unpacked.js';
 import { unpackedStack } from '../stack/unpacked.js';
 import { writeFileAtomic } from '../store/atomic.js';
-import { dynoArgs, listensIn, nativeProgram, type DynoIo, type DynoRuntime, type DynoSpec, type Exit, type RunningDyno } from './dyno.js';
+import { childStdio, connectStdio, dynoArgs, listensIn, nativeProgram, type DynoIo, type DynoRuntime, type DynoSpec, type Exit, type RunningDyno } from './dyno.js';
 import { DynoCgroup, hasV1Controllers } from './cgroup.js';
 import { describe, pickOciRuntime, runtimeCommand, type OciRuntime } from './oci-runtime.js';
 import { MASKED_PATHS, NO_CAPABILITIES, READONLY_PATHS, standardMounts } from './spec.js';
@@ -325,21 +325,18 @@ export class ContainerRuntime implements DynoRuntime {
     const terminal = io.stdio === 'tty' && this.rt.name === 'crun' ? await ConsoleAttach.start(id) : undefined;
     const [cmd, ...args] = runtimeCommand(this.rt, ['run', '--bundle', dir, '--pid-file', join(dir, 'pid'), ...(terminal ? ['--console-socket', terminal.socket] : []), id], { procs: cg?.procsFiles() ?? [], ownTcpHash: true });
     const oci = spawn(cmd!, args, {
-      stdio: io.stdio === 'pipe' ? ['ignore', 'pipe', 'pipe'] : io.stdio === 'inherit' || !terminal ? 'inherit' : ['ignore', 'inherit', 'inherit'],
+      stdio: terminal ? ['ignore', 'inherit', 'inherit'] : childStdio(io),
       // Only the init hears of signals (the OCI runtime would pass a terminal's Ctrl-C on to it);
       // on a terminal, the runtime or the console stays in its foreground group, where SIGWINCH goes.
       detached: io.stdio !== 'tty',
     });
-    if (io.stdio === 'pipe') {
-      oci.stdout!.on('data', (c: Buffer) => io.onOutput?.(c));
-      oci.stderr!.on('data', (c: Buffer) => io.onOutput?.(c));
-    }
+    const output = connectStdio(oci, io);
     let ended = false;
     const ran = new Promise<Exit>((resolve) => oci.on('exit', (code, signal) => {
       ended = true;
       resolve({ code, signal });
     })).then(async (e) => {
-      await terminal?.detach();
+      await Promise.all([output, terminal?.detach()]);
       return e;
     });
     let bridge: ChildProcess | undefined;

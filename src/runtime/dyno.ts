@@ -3,6 +3,7 @@
  * init (below), give the same environment, and expose the same handle, so the supervisor and
  * the router never ask which one they have.
  */
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -26,10 +27,11 @@ export interface DynoSpec {
 
 export interface DynoIo {
   /**
-   * inherit: a one-off dyno attached to the caller's stdin, stdout and stderr; tty: the same with
-   * a terminal (the caller's stdin must be one); pipe: output goes to onOutput, stdin is empty.
+   * attach: a one-off dyno's stdin, stdout and stderr are pipes to and from this process's (never
+   * the caller's terminal itself: a dyno could push input into it); tty: a terminal in the dyno,
+   * attached to the caller's (stdin must be one); pipe: output goes to onOutput, stdin is empty.
    */
-  stdio: 'inherit' | 'tty' | 'pipe';
+  stdio: 'attach' | 'tty' | 'pipe';
   onOutput?: (chunk: Buffer) => void;
 }
 
@@ -81,6 +83,36 @@ export function dynoArgs(init: string, command: string): string[] {
 /** The environment every dyno of a release gets, formation or one-off (the runtime adds PATH and HOME). */
 export function dynoEnv(release: DynoSpec['release'], name: string, port: number): Record<string, string> {
   return { ...release.config, PORT: String(port), DYNO: name, PS: name, SLIPWAY_RELEASE: `v${release.version}` };
+}
+
+/** stdio of a dyno's child process for `io`. */
+export function childStdio(io: DynoIo): 'inherit' | ['ignore' | 'pipe', 'pipe', 'pipe'] {
+  return io.stdio === 'tty' ? 'inherit' : [io.stdio === 'attach' ? 'pipe' : 'ignore', 'pipe', 'pipe'];
+}
+
+/**
+ * Connects a dyno's child process to `io`: its output to onOutput, or (attach) this process's
+ * stdin to it and its output to this process's stdout and stderr. Resolves once its output ended
+ * (every process of the dyno closed it) and this process's stdin is let go.
+ */
+export function connectStdio(child: ChildProcess, io: DynoIo): Promise<void> {
+  if (io.stdio === 'tty') return Promise.resolve();
+  const ended = (s: NodeJS.ReadableStream): Promise<void> => new Promise((r) => s.on('end', r).on('error', () => r()));
+  const out = Promise.all([ended(child.stdout!), ended(child.stderr!)]);
+  if (io.stdio === 'pipe') {
+    child.stdout!.on('data', (c: Buffer) => io.onOutput?.(c));
+    child.stderr!.on('data', (c: Buffer) => io.onOutput?.(c));
+    return out.then(() => undefined);
+  }
+  child.stdout!.pipe(process.stdout, { end: false });
+  child.stderr!.pipe(process.stderr, { end: false });
+  // A dyno that stops reading before its input ends is no error of ours.
+  child.stdin!.on('error', () => undefined);
+  process.stdin.pipe(child.stdin!);
+  return Promise.all([out, new Promise((r) => child.on('exit', r))]).then(() => {
+    process.stdin.unpipe(child.stdin!);
+    process.stdin.pause();
+  });
 }
 
 /** Container dynos all listen on 5000, each in its own network namespace. */

@@ -37,7 +37,7 @@ export async function runOneOff(home: string, db: Db, app: string, args: string[
   const runtime = await openDynoRuntime(home, db, o.runtime, stack, o.say);
   const name = `run.${1000 + Math.floor(Math.random() * 9000)}`;
   const port = await dynoPort(runtime.kind);
-  const dyno = await runtime.start({ app, name, type: 'run', command: commandLine(args), port, release, env: dynoEnv(release, name, port) }, { stdio: o.tty ? 'tty' : 'inherit' });
+  const dyno = await runtime.start({ app, name, type: 'run', command: commandLine(args), port, release, env: dynoEnv(release, name, port) }, { stdio: o.tty ? 'tty' : 'attach' });
   // What would end this process goes to the dyno instead (as a hang-up ends `heroku run`'s), and
   // the dyno's exit ends it.
   const forward = (sig: DynoSignal) => (): void => void dyno.signal(sig);

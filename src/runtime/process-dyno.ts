@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { Digest } from '../oci/digest.js';
 import { unpackedSlug } from '../slug/unpacked.js';
-import { acceptsOn, dynoArgs, nativeProgram, type DynoIo, type DynoRuntime, type DynoSpec, type Exit, type RunningDyno } from './dyno.js';
+import { acceptsOn, childStdio, connectStdio, dynoArgs, nativeProgram, type DynoIo, type DynoRuntime, type DynoSpec, type Exit, type RunningDyno } from './dyno.js';
 
 export class ProcessRuntime implements DynoRuntime {
   readonly kind = 'process' as const;
@@ -25,14 +25,11 @@ export class ProcessRuntime implements DynoRuntime {
       // A process group of its own: a session of its own, or, on the caller's terminal, one the
       // init makes and gives the terminal to (so that Ctrl-C and job control reach the dyno).
       detached: io.stdio !== 'tty',
-      stdio: io.stdio === 'pipe' ? ['ignore', 'pipe', 'pipe'] : 'inherit',
+      stdio: childStdio(io),
     });
     const pid = child.pid;
     if (pid === undefined) throw new Error(`${spec.name}: could not start ${init}`);
-    if (io.stdio === 'pipe') {
-      child.stdout!.on('data', (c: Buffer) => io.onOutput?.(c));
-      child.stderr!.on('data', (c: Buffer) => io.onOutput?.(c));
-    }
+    const output = connectStdio(child, io);
     const exited = new Promise<Exit>((resolve) => child.on('exit', (code, signal) => {
       // The init is gone: nothing of the dyno may outlive it (a container's pid namespace does the same).
       try {
@@ -40,7 +37,8 @@ export class ProcessRuntime implements DynoRuntime {
       } catch {
         // the group is already empty
       }
-      resolve({ code, signal });
+      // Its output is read to the end, unless something that left the group holds it open.
+      void Promise.race([output, new Promise((r) => setTimeout(r, 1000))]).then(() => resolve({ code, signal }));
     }));
     return {
       spec,
