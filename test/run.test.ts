@@ -120,9 +120,9 @@ describe.each(RUNTIMES)('slipway run, $label', ({ runtime, oci }) => {
       await t.see(runtime === 'container' ? /u1000@run-\d+:~\$ $/ : /[$#] $/);
       if (oci) expect(pickedOciRuntime()).toBe(oci);
       let mark = t.out.length;
-      t.type('echo "size=$(stty size) user=$(id -un) home=$HOME $((6*7))"\r');
-      const m = await t.see(/size=(\d+ \d+) user=(\S+) home=(\S+) 42/, mark);
-      expect(m[1]).toBe('31 91');
+      t.type('echo "size=$(stty size) user=$(id -un) home=$HOME term=$TERM $((6*7))"\r');
+      const m = await t.see(/size=(\d+ \d+) user=(\S+) home=(\S+) term=(\S*) 42/, mark);
+      expect([m[1], m[4]]).toEqual(['31 91', 'xterm']);
       if (runtime === 'container') expect([m[2], m[3]]).toEqual(['u1000', '/app']);
 
       // Ctrl-C interrupts the foreground command; the shell lives on.

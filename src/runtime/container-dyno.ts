@@ -111,7 +111,7 @@ function writeOnce(path: string, data: string | Buffer): void {
  * of any entry it had for that id, or undefined when the stack has no such regular file to bind
  * over. Heroku's dyno user is named like this one: `u` and digits.
  */
-export function withAppUser(rootfs: string, file: 'passwd' | 'group'): string | undefined {
+function withAppUser(rootfs: string, file: 'passwd' | 'group'): string | undefined {
   const path = join(rootfs, 'etc', file);
   try {
     const st = lstatSync(path);

@@ -37,7 +37,9 @@ export async function runOneOff(home: string, db: Db, app: string, args: string[
   const runtime = await openDynoRuntime(home, db, o.runtime, stack, o.say);
   const name = `run.${1000 + Math.floor(Math.random() * 9000)}`;
   const port = await dynoPort(runtime.kind);
-  const dyno = await runtime.start({ app, name, type: 'run', command: commandLine(args), port, release, env: dynoEnv(release, name, port) }, { stdio: o.tty ? 'tty' : 'attach' });
+  // On a terminal, the caller's TERM too (as `heroku run` sends it): programs need it to draw.
+  const env = { ...dynoEnv(release, name, port), ...(o.tty && { TERM: process.env.TERM || 'xterm-256color' }) };
+  const dyno = await runtime.start({ app, name, type: 'run', command: commandLine(args), port, release, env }, { stdio: o.tty ? 'tty' : 'attach' });
   // What would end this process goes to the dyno instead (as a hang-up ends `heroku run`'s), and
   // the dyno's exit ends it.
   const forward = (sig: DynoSignal) => (): void => void dyno.signal(sig);
