@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { commandLine } from '../src/runtime/one-off.js';
 import { BIN, ok, slipway, type RunResult } from './helpers/cli.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -100,6 +101,15 @@ const logLines = async (): Promise<{ at: number; who: string; text: string }[]> 
     const j = JSON.parse(l) as { time: string; source: string; dyno: string; line: string };
     return { at: Date.parse(j.time), who: `${j.source}[${j.dyno}]`, text: j.line };
   });
+
+describe('the command line of run\'s arguments', () => {
+  it('takes one argument as it is, and quotes each of several that needs it', () => {
+    expect(commandLine(['echo $HOME; exit 3'])).toBe('echo $HOME; exit 3');
+    expect(commandLine(['sh', '-c', 'exit 7'])).toBe("sh -c 'exit 7'");
+    expect(commandLine(['node', '-e', 'console.log(1)'])).toBe("node -e 'console.log(1)'");
+    expect(commandLine(['printf', '%s\\n', "it's", '', 'a=b,c/d:e@f'])).toBe(`printf '%s\\n' 'it'\\''s' '' a=b,c/d:e@f`);
+  });
+});
 
 const RUNTIMES = [
   { label: 'container (crun)', runtime: 'container', oci: 'crun' },

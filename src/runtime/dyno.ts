@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SlipwayError } from '../errors.js';
 import { SOURCE_PROFILE_D } from '../release/image.js';
 import type { BuiltRelease } from '../release/releases.js';
 
@@ -135,7 +136,7 @@ export function nativeProgram(name: 'dyno-init' | 'console-attach'): string {
     for (const p of [join(dir, name), join(dir, 'dist', name)]) if (existsSync(p)) return p;
     dir = dirname(dir);
   }
-  throw new Error(`${name} is missing from this installation: run npm run build (it needs a C compiler)`);
+  throw new SlipwayError(`${name} is missing from this installation`, { hint: 'npm run build compiles it from native/ (it needs cc: scripts/setup installs gcc)' });
 }
 
 /** Does a TCP connection to 127.0.0.1:port get accepted? The readiness check of a host process. */
