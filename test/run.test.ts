@@ -57,7 +57,8 @@ class Terminal {
   constructor(args: string[], resizeFlag: string) {
     const quoted = args.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
     // Once resizeFlag exists, the terminal becomes 120x40 (the kernel sends SIGWINCH to its foreground group).
-    const cmd = `stty cols 91 rows 31; (while [ ! -e ${resizeFlag} ]; do sleep 0.1; done; stty cols 120 rows 40 </dev/tty) & "${process.execPath}" ${BIN} ${quoted}; echo "RC=$?"`;
+    // The caller's terminal settings must be back as they were afterwards (raw mode undone): SAME=yes.
+    const cmd = `stty cols 91 rows 31; before=$(stty -g); (while [ ! -e ${resizeFlag} ]; do sleep 0.1; done; stty cols 120 rows 40 </dev/tty) & "${process.execPath}" ${BIN} ${quoted}; rc=$?; [ "$(stty -g)" = "$before" ] && same=yes || same=no; echo "RC=$rc SAME=$same"`;
     this.child = spawn('script', ['-qec', cmd, '/dev/null'], { env: { ...process.env, SLIPWAY_HOME: h, TERM: 'xterm' }, stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stdout.on('data', (c: Buffer) => (this.out += c.toString()));
     this.child.stderr.on('data', (c: Buffer) => (this.out += c.toString()));
@@ -161,7 +162,8 @@ describe.each(RUNTIMES)('slipway run, $label', ({ runtime, oci }) => {
       expect((await t.see(/size=(\d+ \d+)/, mark))[1]).toBe('40 120');
 
       t.type('exit 3\r');
-      await t.see(/RC=3/);
+      await t.see(/RC=\d+ SAME=\w+/);
+      expect(t.out).toMatch(/RC=3 SAME=yes/);
       expect(await t.done).toBe(0);
     } finally {
       t.kill();
