@@ -270,10 +270,10 @@ export class ContainerRuntime implements DynoRuntime {
   private dynoFiles(rootfs: string): object[] {
     let mounts = this.fileMounts.get(rootfs);
     if (mounts) return mounts;
-    const init = readFileSync(nativeProgram('dyno-init'));
-    const initCopy = join(this.home, 'stacks', `dyno-init-${createHash('sha256').update(init).digest('hex').slice(0, 16)}`);
+    const init = nativeProgram('dyno-init');
+    const initCopy = join(this.home, 'stacks', `dyno-init-${createHash('sha256').update(readFileSync(init)).digest('hex').slice(0, 16)}`);
     if (!existsSync(initCopy)) {
-      copyFileSync(nativeProgram('dyno-init'), `${initCopy}.${process.pid}.tmp`);
+      copyFileSync(init, `${initCopy}.${process.pid}.tmp`);
       renameSync(`${initCopy}.${process.pid}.tmp`, initCopy);
     }
     mounts = [bindFile(this.view.of(initCopy), INIT_IN_DYNO)];
