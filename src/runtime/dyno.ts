@@ -5,7 +5,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SlipwayError } from '../errors.js';
@@ -81,11 +81,6 @@ export function dynoArgs(init: string, command: string): string[] {
   return [init, '/bin/sh', '-c', DYNO_SCRIPT, 'dyno', command];
 }
 
-/** The environment every dyno of a release gets, formation or one-off (the runtime adds PATH and HOME). */
-export function dynoEnv(release: DynoSpec['release'], name: string, port: number): Record<string, string> {
-  return { ...release.config, PORT: String(port), DYNO: name, PS: name, SLIPWAY_RELEASE: `v${release.version}` };
-}
-
 /** stdio of a dyno's child process for `io`. */
 export function childStdio(io: DynoIo): 'inherit' | ['ignore' | 'pipe', 'pipe', 'pipe'] {
   return io.stdio === 'tty' ? 'inherit' : [io.stdio === 'attach' ? 'pipe' : 'ignore', 'pipe', 'pipe'];
@@ -114,19 +109,6 @@ export function connectStdio(child: ChildProcess, io: DynoIo): Promise<void> {
     process.stdin.unpipe(child.stdin!);
     process.stdin.pause();
   });
-}
-
-/** Container dynos all listen on 5000, each in its own network namespace. */
-const CONTAINER_PORT = 5000;
-
-/** The $PORT of a new dyno: 5000 in a container, a free one on the host. */
-export async function dynoPort(kind: RuntimeKind): Promise<number> {
-  if (kind === 'container') return CONTAINER_PORT;
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const a = srv.address();
-  await new Promise((r) => srv.close(r));
-  return typeof a === 'object' && a ? a.port : 0;
 }
 
 /** A helper program built from native/ into dist/ by scripts/build, found whether bundled or not. */

@@ -7,7 +7,8 @@ import { SlipwayError } from '../errors.js';
 import { builtRelease } from '../release/releases.js';
 import { findStackByDigest } from '../stack/stacks.js';
 import type { Db } from '../store/db.js';
-import { dynoEnv, dynoPort, type DynoSignal } from './dyno.js';
+import type { DynoSignal } from './dyno.js';
+import { dynoSpec, oneOffName } from './dyno-spec.js';
 import { openDynoRuntime, type RuntimeChoice } from './open.js';
 import { exitStatus } from './supervisor.js';
 
@@ -35,11 +36,10 @@ export async function runOneOff(home: string, db: Db, app: string, args: string[
   const stack = findStackByDigest(db, release.stack.digest);
   if (!stack) throw new SlipwayError(`stack ${release.stack.name} ${release.stack.digest} is not on this host`, { hint: 'import that stack version' });
   const runtime = await openDynoRuntime(home, db, o.runtime, stack, o.say);
-  const name = `run.${1000 + Math.floor(Math.random() * 9000)}`;
-  const port = await dynoPort(runtime.kind);
+  const spec = await dynoSpec(runtime, release, 'run', oneOffName('run'), commandLine(args));
   // On a terminal, the caller's TERM too (as `heroku run` sends it): programs need it to draw.
-  const env = { ...dynoEnv(release, name, port), ...(o.tty && { TERM: process.env.TERM || 'xterm-256color' }) };
-  const dyno = await runtime.start({ app, name, type: 'run', command: commandLine(args), port, release, env }, { stdio: o.tty ? 'tty' : 'attach' });
+  if (o.tty) spec.env.TERM = process.env.TERM || 'xterm-256color';
+  const dyno = await runtime.start(spec, { stdio: o.tty ? 'tty' : 'attach' });
   // What would end this process goes to the dyno instead (as a hang-up ends `heroku run`'s), and
   // the dyno's exit ends it.
   const forward = (sig: DynoSignal) => (): void => void dyno.signal(sig);
