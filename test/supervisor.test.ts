@@ -133,13 +133,13 @@ describe('the supervisor', () => {
     const t = rt.of('worker.1').map((d) => d.startedAt);
     const gaps = t.slice(1).map((x, i) => x - t[i]!);
     // crash 1: at once; then 50, 100, 200 ms, and 200 again (the cap); each gap includes the 5 ms run.
-    expect(gaps[0]).toBeLessThan(45);
+    // Only lower bounds on time (a loaded CI machine stretches every gap); "at once" is read from the log.
     expect(gaps[1]).toBeGreaterThanOrEqual(50);
     expect(gaps[2]).toBeGreaterThanOrEqual(100);
     expect(gaps[3]).toBeGreaterThanOrEqual(200);
     expect(gaps[4]).toBeGreaterThanOrEqual(200);
-    expect(gaps[4]).toBeLessThan(400);
     expect(log()).toMatch(/worker\.1: Process exited with status 1\nworker\.1: State changed from up to crashed\nworker\.1: Starting process/);
+    expect(log()).not.toMatch(/Restarting in [\d.]+ s \(crash 1\)/);
     expect(log()).toMatch(/Restarting in 0\.05 s \(crash 2\)[\s\S]*Restarting in 0\.1 s \(crash 3\)[\s\S]*Restarting in 0\.2 s \(crash 4\)[\s\S]*Restarting in 0\.2 s \(crash 5\)/);
   });
 
