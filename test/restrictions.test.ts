@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { describe, expect, inject, it } from 'vitest';
 import { RULE_IDS, parseRestrictions, type Restrictions, type RuleId } from '../src/restrictions/document.js';
 import { evaluate, type Finding, type Report } from '../src/restrictions/evaluate.js';
@@ -9,6 +10,8 @@ import { FactsCache } from '../src/restrictions/layer-facts.js';
 import type { AllowedBase, Subject } from '../src/restrictions/rules.js';
 import { appDirSubject, imageSubject } from '../src/restrictions/subject.js';
 import { OciLayoutSource } from '../src/transport/oci-layout.js';
+import { OciLayout } from '../src/store/layout.js';
+import { digestOf } from '../src/oci/digest.js';
 import { busyboxRootfs } from './helpers/buildpacks.js';
 import { ok, run, slipway } from './helpers/cli.js';
 import { startRegistry } from './helpers/registry.js';
@@ -172,6 +175,45 @@ describe('the merged filesystem', () => {
     expect([cache.hits, cache.misses]).toEqual([0, 2]);
     await image([lower, await tarOf([fileEntry('a', '2')])], {}, cache);
     expect([cache.hits, cache.misses]).toEqual([1, 3]);
+  });
+});
+
+const suidLayer = (): Promise<Buffer> => tarOf([fileEntry('usr/bin/evil', 'x', { mode: 0o4755 })]);
+
+describe('which layers are the stack\'s: decided by digest, never by the image', () => {
+  const suid = suidLayer;
+  const app = (): Promise<Buffer> => tarOf([fileEntry('app/x', 'slug')]);
+  const stackOf = (s: Subject): AllowedBase => ({ label: 'stack@v1', layers: [s.layers[0]!.digest], diffIds: [s.layers[0]!.diffId!] });
+  const appScoped = doc({ 'files.setuid': { severity: 'deny', scope: 'app' } });
+
+  it('an io.slipway.base.layers annotation written over an evil layer does not hide it from scope: app', async () => {
+    const lying = await image([await base(), await suid(), await app()], { annotations: { 'io.slipway.base.layers': '2' } });
+    const r = judge(appScoped, lying, [stackOf(lying)]);
+    expect(r.verdict).toBe('deny');
+    expect(of(r, 'files.setuid').map((f) => [f.path, f.layer])).toEqual([['usr/bin/evil', 1]]);
+    // With no stack vouched for, every layer is the app's, whatever the image says.
+    const alone = await image([await suid(), await app()], { annotations: { 'io.slipway.base.layers': '1' } });
+    expect(of(judge(appScoped, alone), 'files.setuid').map((f) => [f.path, f.layer])).toEqual([['usr/bin/evil', 0]]);
+  });
+
+  it('the vouched stack\'s own layers are skipped by scope: app, with or without the annotation', async () => {
+    const onStack = await image([await suid(), await app()]);
+    const stack = stackOf(onStack);
+    expect(judge(appScoped, onStack, [stack]).verdict).toBe('allow');
+    expect(judge(appScoped, onStack).verdict).toBe('deny');
+    // size.slug counts the layers above the stack: here only the app layer.
+    const size = onStack.layers[1]!.size;
+    expect(judge(doc({ 'size.slug': { severity: 'deny', max: size } }), onStack, [stack]).verdict).toBe('allow');
+    expect(judge(doc({ 'size.slug': { severity: 'deny', max: size } }), onStack).verdict).toBe('deny');
+  });
+
+  it('base.allowed refuses an image that claims more base layers than its allowed stack has', async () => {
+    const lying = await image([await base(), await suid(), await app()], { annotations: { 'io.slipway.base.layers': '2' } });
+    const r = judge(doc({ 'base.allowed': { severity: 'deny', layers: [[lying.layers[0]!.digest]] } }), lying, [stackOf(lying)]);
+    expect(r.verdict).toBe('deny');
+    expect(of(r, 'base.allowed')[0]).toMatchObject({ layer: 1, digest: lying.layers[1]!.digest, message: expect.stringMatching(/claims "2" base layers, but its allowed stack stack@v1 has 1/) });
+    const honest = await image([await base(), await suid(), await app()], { annotations: { 'io.slipway.base.layers': '1' } });
+    expect(judge(doc({ 'base.allowed': { severity: 'deny' } }), honest, [stackOf(honest)]).verdict).toBe('allow');
   });
 });
 
@@ -347,6 +389,41 @@ describe('enforcement at build and export, and base.allowed on this host\'s stac
     expect([exp.code, exp.stderr]).toEqual([1, expect.stringMatching(/export of web v2 refused[\s\S]*environment sets LD_PRELOAD/)]);
     await ok(slipway(home, ['-q', 'config', 'unset', 'web', 'LD_PRELOAD']));
     await ok(slipway(home, ['-q', 'export', 'web', `oci:${out}:web`]));
+  });
+
+  it('slipway check skips the layers of this host\'s own stacks under scope: app, and nothing an image claims about itself', async () => {
+    const home = await tempDir();
+    const root = await busyboxRootfs();
+    await writeFile(join(root, 'bin/vouched'), 'x');
+    await chmod(join(root, 'bin/vouched'), 0o4755);
+    await ok(slipway(home, ['-q', 'stack', 'import', 'tiny', `dir:${root}`]));
+    const stackDigest = (JSON.parse((await ok(slipway(home, ['--json', 'stack', 'inspect', 'tiny']))).stdout) as { digest: string }).digest;
+    const dir = await tempDir();
+    await ok(slipway(home, ['-q', 'image', 'copy', `stacks/tiny:${stackDigest.slice(7)}`, `oci:${dir}:tiny`]));
+    // The stack's layers, then an evil layer, claiming all of it as base.
+    const layout = await OciLayout.open(dir, { create: false });
+    const top = await layout.readManifest(await layout.resolve('tiny'));
+    if (top.kind !== 'manifest') throw new Error('stack is not a manifest');
+    const evilTar = await suidLayer();
+    const evil = await layout.writeBlob(Readable.from([evilTar]), { digest: digestOf(evilTar), size: evilTar.length });
+    const cfg = JSON.parse((await layout.readSmallBlob(top.manifest.config)).toString()) as { rootfs: { diff_ids: string[] } };
+    cfg.rootfs.diff_ids.push(digestOf(evilTar));
+    const cfgBytes = Buffer.from(JSON.stringify(cfg));
+    await layout.writeBlob(Readable.from([cfgBytes]), { digest: digestOf(cfgBytes), size: cfgBytes.length });
+    const evilDesc = { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: evil.digest, size: evilTar.length };
+    const m = Buffer.from(JSON.stringify({ ...top.manifest, config: { ...top.manifest.config, digest: digestOf(cfgBytes), size: cfgBytes.length }, layers: [...top.manifest.layers, evilDesc], annotations: { 'io.slipway.base.layers': String(top.manifest.layers.length + 1) } }));
+    await layout.writeBlob(Readable.from([m]), { digest: digestOf(m), size: m.length });
+    await layout.tag({ mediaType: top.mediaType, digest: digestOf(m), size: m.length }, 'evil');
+
+    const policy = join(home, 'p.yaml');
+    await writeFile(policy, 'apiVersion: slipway/v1\nkind: Restrictions\nmetadata: {name: app-suid}\nrules:\n  files.setuid: {severity: deny, scope: app}\n');
+    expect((await slipway(home, ['check', `oci:${dir}:tiny`, '-r', policy])).code).toBe(0);
+    const lying = await slipway(home, ['check', `oci:${dir}:evil`, '-r', policy, '--format', 'json']);
+    expect(lying.code).toBe(1);
+    expect((JSON.parse(lying.stdout) as Report).findings.map((f) => [f.path, f.layer])).toEqual([['usr/bin/evil', top.manifest.layers.length]]);
+    // A host that does not have the stack vouches for none of it.
+    const stranger = await slipway(await tempDir(), ['check', `oci:${dir}:tiny`, '-r', policy, '--format', 'json']);
+    expect([stranger.code, (JSON.parse(stranger.stdout) as Report).findings.map((f) => f.path)]).toEqual([1, ['bin/vouched']]);
   });
 
   it('base.allowed matches by the stack\'s layer digests and follows a rebase onto a new version', async () => {

@@ -9,8 +9,8 @@ import { FactsCache } from '../restrictions/layer-facts.js';
 import { reportJson, reportSarif, reportText } from '../restrictions/report.js';
 import type { Subject } from '../restrictions/rules.js';
 import { hostRestrictions, hostRestrictionsPath, hostRestrictionsText, presetNames, restrictionsFor, setHostRestrictions } from '../restrictions/source.js';
-import { appDirSubject, imageSubject, releaseSubject, slugSubject, type ScanOptions } from '../restrictions/subject.js';
-import { openDb, type Db } from '../store/db.js';
+import { appDirSubject, imageSubject, releaseSubject, slugSubject, usesHostStacks, type ScanOptions } from '../restrictions/subject.js';
+import { dbPath, openDb, type Db } from '../store/db.js';
 import { openSource } from '../transport/open.js';
 import type { Globals } from './main.js';
 import { print, registryOptions, withDb } from './shared.js';
@@ -60,7 +60,7 @@ export function registerCheckCommands(program: Command, globals: () => Globals):
       try {
         const doc = restrictionsFor(g.home, o.restrictions);
         if (!doc) throw new SlipwayError('no restrictions to check against', { hint: `give --restrictions FILE or a preset (${presetNames().join(', ')}), or set a host default with slipway restrictions set` });
-        // The metadata database only when the target or base.allowed needs it (it costs memory).
+        // The metadata database only when the target or the stacks vouched for need it (it costs memory).
         let opened: Db | undefined;
         const db = (): Db => (opened ??= openDb(g.home));
         const report = await (async () => {
@@ -72,7 +72,7 @@ export function registerCheckCommands(program: Command, globals: () => Globals):
             ...(o.cache && { cache: new FactsCache(g.home) }),
             onLayer: (i, digest, cached) => void (verbose && process.stderr.write(`layer ${i} ${digest.slice(0, 19)} ${cached ? 'from cache' : 'read'}\n`)),
           });
-          return judge(doc, subject, doc.rules['base.allowed']?.stacks?.length ? db() : undefined, g.home);
+          return judge(doc, subject, usesHostStacks(doc) && existsSync(dbPath(g.home)) ? db() : undefined, g.home);
         })().finally(() => opened?.close());
         if (format === 'json') process.stdout.write(`${JSON.stringify(reportJson(report), null, 2)}\n`);
         else if (format === 'sarif') process.stdout.write(`${JSON.stringify(reportSarif(report, program.version() ?? '0'), null, 2)}\n`);

@@ -4,7 +4,7 @@
  * resolving stacks happen before, in subject.ts.
  */
 import { RULE_IDS, type Restrictions, type RuleId, type RuleParams, type Waiver } from './document.js';
-import { RULES, type RawFinding, type RuleContext, type Subject } from './rules.js';
+import { baseLayerCount, RULES, type RawFinding, type RuleContext, type Subject } from './rules.js';
 
 export type FindingSeverity = 'deny' | 'warn' | 'info';
 export type Verdict = 'allow' | 'warn' | 'deny';
@@ -52,6 +52,7 @@ export function verdictOf(findings: Finding[]): Verdict {
 export function evaluate(doc: Restrictions, subject: Subject, ctx: RuleContext, now = new Date()): Report {
   const findings: Finding[] = [];
   const rules = doc.rules as Partial<Record<RuleId, RuleParams<RuleId>>>;
+  const base = baseLayerCount(subject, ctx);
   for (const id of RULE_IDS) {
     const params = rules[id];
     if (!params) continue;
@@ -60,7 +61,7 @@ export function evaluate(doc: Restrictions, subject: Subject, ctx: RuleContext, 
       findings.push({ rule: id, severity, ...(raw.path !== undefined && { path: raw.path }), ...(raw.layer !== undefined && { layer: raw.layer }), ...(raw.digest !== undefined && { digest: raw.digest }), message: raw.message });
     };
     if (def.files && subject.files) {
-      const from = (params as { scope?: string }).scope === 'app' ? subject.baseLayers ?? 0 : 0;
+      const from = (params as { scope?: string }).scope === 'app' ? base : 0;
       for (const f of subject.files.visible) {
         if (f.layer < from) continue;
         const msg = def.files(params, f);

@@ -20,7 +20,7 @@ export interface SubjectLayer {
   uncompressedSize?: number;
 }
 
-/** An allowed base, resolved to what an image built on it starts with. */
+/** A stack the provider vouches for, resolved to what an image built on it starts with. */
 export interface AllowedBase {
   label: string;
   manifestDigest?: string;
@@ -35,8 +35,11 @@ export interface Subject {
   config?: NonNullable<ImageConfig['config']>;
   annotations?: Record<string, string>;
   layers: SubjectLayer[];
-  /** How many bottom layers are the stack's, when known. */
-  baseLayers?: number;
+  /**
+   * How many bottom layers the image says are its stack's (its io.slipway.base.layers annotation):
+   * a claim, never trusted; base.allowed refuses an image whose claim is not a vouched stack's length.
+   */
+  claimedBaseLayers?: string;
   /** The stack a slug was compiled on. */
   stack?: { name: string; digest: string };
   processTypes?: Record<string, string>;
@@ -54,7 +57,33 @@ export interface RawFinding {
 }
 
 export interface RuleContext {
+  /** The stacks the provider vouches for: base.allowed's, or without that rule, every stack on this host. */
   allowedBases: AllowedBase[];
+}
+
+/** Whether the image's bottom layers are exactly this base's, by layer digest or diff_id. */
+function sitsOn(layers: SubjectLayer[], b: AllowedBase): boolean {
+  const n = Math.max(b.layers.length, b.diffIds.length);
+  if (n === 0 || n > layers.length || b.layers.length !== b.diffIds.length) return false;
+  for (let i = 0; i < n; i++) {
+    const have = [layers[i]!.digest, layers[i]!.diffId];
+    if (!have.includes(b.layers[i]) && !have.includes(b.diffIds[i])) return false;
+  }
+  return true;
+}
+
+/** The vouched-for bases an image's bottom layers are, longest first. */
+export function basesOf(layers: SubjectLayer[], bases: AllowedBase[]): AllowedBase[] {
+  return bases.filter((b) => sitsOn(layers, b)).sort((a, b) => b.layers.length - a.layers.length);
+}
+
+/**
+ * How many bottom layers are a stack the provider vouches for (what `scope: app` skips): matched by
+ * digest against the allowed stacks, never taken from what the image says about itself.
+ */
+export function baseLayerCount(s: Subject, ctx: RuleContext): number {
+  if (s.kind === 'slug' || s.kind === 'app-dir') return 0;
+  return basesOf(s.layers, ctx.allowedBases)[0]?.layers.length ?? 0;
 }
 
 interface RuleDef<R extends RuleId> {
@@ -104,10 +133,9 @@ function portAllowed(port: number, allowed: (number | string)[]): boolean {
     return port >= lo! && port <= hi!;
   });
 }
-function slugBytes(s: Subject): number | undefined {
-  if (s.kind === 'slug') return s.layers.reduce((a, l) => a + l.size, 0);
-  if (s.baseLayers === undefined) return undefined;
-  return s.layers.slice(s.baseLayers).reduce((a, l) => a + l.size, 0);
+/** The layers above the vouched-for stack; with none, the whole image is the app's. */
+function slugBytes(s: Subject, ctx: RuleContext): number {
+  return s.layers.slice(baseLayerCount(s, ctx)).reduce((a, l) => a + l.size, 0);
 }
 
 /** uid of the process user: numeric, or a name looked up in the image's own /etc/passwd. */
@@ -195,9 +223,9 @@ export const RULES: { [R in RuleId]: RuleDef<R> } = {
   'size.slug': {
     why: 'the slug is what every new release downloads; Heroku caps it at 500 MB',
     fix: 'add a .slugignore, prune dev dependencies, keep caches out of /app',
-    check: (p, s) => {
-      const n = slugBytes(s);
-      return n !== undefined && n > bytesOf(p.max) ? [{ message: `slug is ${fmtBytes(n)} compressed, over ${fmtBytes(bytesOf(p.max))}` }] : [];
+    check: (p, s, ctx) => {
+      const n = slugBytes(s, ctx);
+      return n > bytesOf(p.max) ? [{ message: `slug is ${fmtBytes(n)} compressed, over ${fmtBytes(bytesOf(p.max))}` }] : [];
     },
   },
   'base.allowed': {
@@ -210,11 +238,14 @@ export const RULES: { [R in RuleId]: RuleDef<R> } = {
         const ok = ctx.allowedBases.some((b) => b.manifestDigest === s.stack?.digest);
         return ok ? [] : [{ message: `compiled on stack ${s.stack?.name ?? '?'} ${s.stack?.digest ?? ''}, not an allowed stack (allowed: ${labels})` }];
       }
-      const digests = s.layers.map((l) => l.digest);
-      const diffIds = s.layers.map((l) => l.diffId);
-      const starts = (have: (string | undefined)[], want: string[]): boolean => want.length > 0 && want.length <= have.length && want.every((d, i) => have[i] === d);
-      const ok = ctx.allowedBases.some((b) => starts(digests, b.layers) || starts(diffIds, b.diffIds) || starts(digests, b.diffIds) || starts(diffIds, b.layers));
-      return ok ? [] : [{ message: `the bottom layers match no allowed stack (allowed: ${labels})`, layer: 0, ...(s.layers[0] && { digest: s.layers[0].digest }) }];
+      const on = basesOf(s.layers, ctx.allowedBases);
+      if (on.length === 0) return [{ message: `the bottom layers match no allowed stack (allowed: ${labels})`, layer: 0, ...(s.layers[0] && { digest: s.layers[0].digest }) }];
+      // An image that says where its stack ends must end it where an allowed stack does.
+      const claim = s.claimedBaseLayers;
+      if (claim === undefined || on.some((b) => String(b.layers.length) === claim)) return [];
+      const b = on[0]!;
+      const n = b.layers.length;
+      return [{ message: `the image claims ${JSON.stringify(claim)} base layers, but its allowed stack ${b.label} has ${n}: layers from ${n} up are not the stack's`, layer: n, ...(s.layers[n] && { digest: s.layers[n].digest }) }];
     },
   },
   'base.annotations': {

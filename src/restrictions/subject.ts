@@ -63,7 +63,7 @@ export async function imageSubject(src: ImageSource, opts: ScanOptions & { platf
   const config = parseImageConfig(await readSmallBlob(src, m.manifest.config), `${src.name}: config`);
   const facts = await layerFacts(src, m.manifest.layers, opts);
   const files = mergeLayers(facts);
-  const base = Number(m.manifest.annotations?.[BASE_LAYERS]);
+  const claimed = m.manifest.annotations?.[BASE_LAYERS];
   return {
     kind: opts.kind ?? 'image',
     name: src.name,
@@ -71,7 +71,7 @@ export async function imageSubject(src: ImageSource, opts: ScanOptions & { platf
     config: config.config ?? {},
     ...(m.manifest.annotations && { annotations: m.manifest.annotations }),
     layers: m.manifest.layers.map((l, i) => ({ digest: l.digest, size: l.size, uncompressedSize: facts[i]!.uncompressedSize, ...(config.rootfs.diff_ids[i] && { diffId: config.rootfs.diff_ids[i] }) })),
-    ...(Number.isInteger(base) && base > 0 && base <= m.manifest.layers.length && { baseLayers: base }),
+    ...(claimed !== undefined && { claimedBaseLayers: claimed }),
     files,
     requirements: requirementsFrom(files, src.name),
   };
@@ -127,13 +127,24 @@ export function appDirSubject(dir: string): Subject {
   };
 }
 
-/** What the document's base.allowed names, resolved to layer lists from this host's stacks. */
+/** Whether judging under the document needs this host's stacks (base.allowed's names, or what `scope: app` and size.slug skip). */
+export function usesHostStacks(doc: Restrictions): boolean {
+  const base = doc.rules['base.allowed'];
+  if (base) return (base.stacks?.length ?? 0) > 0;
+  return doc.rules['size.slug'] !== undefined || Object.values(doc.rules).some((r) => (r as { scope?: string }).scope === 'app');
+}
+
+/**
+ * The stacks the provider vouches for, resolved to layer lists: what base.allowed names, or, without
+ * that rule, every stack this host has imported. Only these decide which layers are "base" (what
+ * `scope: app` skips); an image's own annotations never do.
+ */
 export async function resolveAllowedBases(doc: Restrictions, db: Db | undefined, home: string): Promise<AllowedBase[]> {
   const rule = doc.rules['base.allowed'];
-  if (!rule) return [];
-  const out: AllowedBase[] = (rule.layers ?? []).map((layers, i) => ({ label: `layers[${i}]`, layers, diffIds: layers }));
+  const out: AllowedBase[] = (rule?.layers ?? []).map((layers, i) => ({ label: `layers[${i}]`, layers, diffIds: layers }));
   const stacks: Stack[] = [];
-  for (const spec of rule.stacks ?? []) {
+  if (!rule) stacks.push(...((db?.prepare('SELECT * FROM stacks ORDER BY name, version').all() ?? []) as Stack[]));
+  for (const spec of rule?.stacks ?? []) {
     const rows = (db?.prepare(spec.startsWith('sha256:') ? 'SELECT * FROM stacks WHERE digest = ?' : 'SELECT * FROM stacks WHERE name = ?').all(spec) ?? []) as Stack[];
     if (rows.length === 0) throw new SlipwayError(`base.allowed names stack "${spec}", which this host does not have`, { hint: 'import it (slipway stack import NAME SOURCE) or list its layer digests under base.allowed.layers' });
     stacks.push(...rows);

@@ -53,9 +53,12 @@ const MIGRATIONS: string[] = [
    ALTER TABLE releases ADD COLUMN phase_pid INTEGER;`,
 ];
 
+/** Where a home's metadata database is. */
+export const dbPath = (home: string): string => join(home, 'slipway.db');
+
 export function openDb(home: string): Db {
   mkdirSync(home, { recursive: true });
-  const path = join(home, 'slipway.db');
+  const path = dbPath(home);
   let db: Db;
   try {
     db = new (loadSqlite())(path);
