@@ -1,5 +1,5 @@
-/** Starting and stopping the project's HTTP servers (router, gate, admission webhook) the same way. */
-import type { Server as HttpServer } from 'node:http';
+/** Starting and stopping the project's HTTP servers (router, gate, admission webhook) the same way, and reading bounded bodies. */
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 
 type Server = HttpServer | HttpsServer;
@@ -20,4 +20,30 @@ export function closeServer(server: Server | undefined): Promise<void> {
   if (!server) return Promise.resolve();
   server.closeAllConnections();
   return new Promise((r) => server.close(() => r()));
+}
+
+/**
+ * A request body of at most `max` bytes (a declared Content-Length over it is refused before any
+ * byte is read), or undefined when it is bigger. What is past the limit is never kept: node reads
+ * and drops the rest once the answer is sent, so a huge body costs time, not memory.
+ */
+export function readCapped(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+  if (Number(req.headers['content-length'] ?? 0) > max) return Promise.resolve(undefined);
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (c: Buffer): void => {
+      size += c.length;
+      if (size <= max) return void chunks.push(c);
+      chunks.length = 0;
+      req.off('data', onData);
+      req.off('end', onEnd);
+      // Still flowing with no listener: the rest is read and dropped.
+      resolve(undefined);
+    };
+    const onEnd = (): void => resolve(Buffer.concat(chunks, size));
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', reject);
+  });
 }

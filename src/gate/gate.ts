@@ -3,14 +3,17 @@
  * pushed through it with the Restrictions evaluator. Blob uploads and pulls stream through
  * untouched; a manifest PUT is held while its image (config and layers, already uploaded
  * upstream) is read and judged, then forwarded, or answered 403 DENIED with the findings, which
- * skopeo and `slipway image copy` print. Verdicts are cached by manifest digest.
+ * skopeo and `slipway image copy` print. Verdicts are cached by manifest digest and media type.
+ * Every request target is parsed once (route.ts); what goes upstream is rebuilt from the parsed
+ * route, and a target that does not normalise is refused.
  */
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 
 import { digestOf, type Digest } from '../oci/digest.js';
+import { isIndexType, isManifestType } from '../oci/mediatypes.js';
 import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type ParsedManifest } from '../oci/types.js';
-import { closeServer, listenOn } from '../listen.js';
+import { closeServer, listenOn, readCapped } from '../listen.js';
 import type { Restrictions } from '../restrictions/document.js';
 import { evaluate, verdictOf, type Finding, type Verdict } from '../restrictions/evaluate.js';
 import { FactsCache, watchBlob } from '../restrictions/layer-facts.js';
@@ -18,6 +21,7 @@ import type { AllowedBase } from '../restrictions/rules.js';
 import { imageSubject } from '../restrictions/subject.js';
 import { RegistryClient, type RegistryOptions } from '../transport/registry/client.js';
 import type { ImageSource } from '../transport/types.js';
+import { BadTarget, parseTarget, type ParsedTarget } from './route.js';
 
 export interface GateOptions {
   upstream: URL;
@@ -39,8 +43,6 @@ export interface GateVerdict {
   layers?: { watched: number; read: number };
 }
 
-const MANIFEST_PUT = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
-const UPLOAD = /^\/v2\/(.+)\/blobs\/uploads\/([^/?]+)$/;
 
 /** An image source for a manifest not yet upstream: its own bytes, everything else from the registry. */
 function pendingSource(client: RegistryClient, repo: string, top: ParsedManifest): ImageSource {
@@ -67,9 +69,11 @@ export class RegistryGate {
     this.o.log?.(line);
   }
 
-  /** Judges a manifest (an index: each child) against the document; cached by digest. */
+  /** Judges a manifest (an index: each child) against the document; cached by digest and media type. */
   async judge(repo: string, m: ParsedManifest): Promise<GateVerdict> {
-    const hit = this.verdicts.get(m.digest);
+    // The same bytes under another media type are another document (an index or an image).
+    const key = `${m.mediaType} ${m.digest}`;
+    const hit = this.verdicts.get(key);
     if (hit) return { ...hit, cached: true };
     await Promise.all(this.pending.values());
     const [hits, misses] = [this.facts.hits, this.facts.misses];
@@ -84,7 +88,7 @@ export class RegistryGate {
       findings.push(...report.findings);
     }
     const v = { verdict: verdictOf(findings), findings, layers: { watched: this.facts.hits - hits, read: this.facts.misses - misses } };
-    this.verdicts.set(m.digest, v);
+    this.verdicts.set(key, v);
     return v;
   }
 
@@ -106,8 +110,7 @@ export class RegistryGate {
    * bytes feeds the layer scanner; when the registry accepts the blob under its digest, the facts
    * are cached, and the manifest PUT that names it finds them there.
    */
-  private watchUpload(req: IncomingMessage, res: ServerResponse, id: string): void {
-    const url = new URL(req.url ?? '/', 'http://gate');
+  private watchUpload(req: IncomingMessage, res: ServerResponse, target: ParsedTarget, id: string): void {
     let w = this.uploads.get(id);
     if (!w) {
       w = watchBlob(`upload ${id}`);
@@ -115,9 +118,9 @@ export class RegistryGate {
     }
     const watcher = w;
     req.pipe(watcher.input, { end: false });
-    const digest = req.method === 'PUT' ? url.searchParams.get('digest') : null;
-    if (digest === null) return this.forward(req, res);
-    this.forward(req, res, undefined, (status) => {
+    const digest = req.method === 'PUT' ? target.query.get('digest') : null;
+    if (digest === null) return this.forward(req, res, target.path);
+    this.forward(req, res, target.path, undefined, (status) => {
       this.uploads.delete(id);
       req.once('end', () => watcher.input.end());
       if (req.readableEnded) watcher.input.end();
@@ -128,14 +131,14 @@ export class RegistryGate {
     });
   }
 
-  /** Forwards a request upstream, streaming both ways; Location headers are pointed back at the gate. */
-  private forward(req: IncomingMessage, res: ServerResponse, body?: Buffer, onStatus?: (status: number) => void): void {
+  /** Forwards a request upstream to the rebuilt path, streaming both ways; Location headers are pointed back at the gate. */
+  private forward(req: IncomingMessage, res: ServerResponse, path: string, body?: Buffer, onStatus?: (status: number) => void): void {
     const up = this.o.upstream;
     const headers = { ...req.headers, host: up.host };
     if (this.o.token) delete headers.authorization;
     if (body) headers['content-length'] = String(body.length);
     const send = up.protocol === 'https:' ? httpsRequest : httpRequest;
-    const out = send({ protocol: up.protocol, hostname: up.hostname, port: up.port, method: req.method, path: req.url, headers }, (r) => {
+    const out = send({ protocol: up.protocol, hostname: up.hostname, port: up.port, method: req.method, path, headers }, (r) => {
       onStatus?.(r.statusCode ?? 0);
       const h = { ...r.headers };
       if (typeof h.location === 'string' && h.location.startsWith(up.origin)) h.location = h.location.slice(up.origin.length);
@@ -160,25 +163,33 @@ export class RegistryGate {
       res.setHeader('www-authenticate', 'Basic realm="slipway gate"');
       return this.deny(res, 401, 'UNAUTHORIZED', 'slipway gate: a token is required (Bearer, or as the password)');
     }
-    const path = (req.url ?? '').split('?')[0]!;
-    const upload = req.method === 'PATCH' || req.method === 'PUT' ? UPLOAD.exec(path) : null;
-    if (upload) return this.watchUpload(req, res, upload[2]!);
-    const m = req.method === 'PUT' ? MANIFEST_PUT.exec(path) : null;
-    if (!m) return this.forward(req, res);
-    const repo = m[1]!;
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const c of req) {
-      size += (c as Buffer).length;
-      if (size > MAX_MANIFEST_BYTES) return this.deny(res, 413, 'MANIFEST_INVALID', `slipway gate: manifest over ${MAX_MANIFEST_BYTES} bytes`);
-      chunks.push(c as Buffer);
+    let target: ParsedTarget;
+    try {
+      target = parseTarget(req.url ?? '');
+    } catch (err) {
+      if (!(err instanceof BadTarget)) throw err;
+      this.log(`refused ${req.method} ${JSON.stringify(req.url)}: ${err.message}`);
+      return this.deny(res, err.status, err.code, `slipway gate: ${err.message}`);
     }
-    const body = Buffer.concat(chunks);
+    const { route } = target;
+    if (route.kind === 'upload' && route.id !== undefined && (req.method === 'PATCH' || req.method === 'PUT')) return this.watchUpload(req, res, target, route.id);
+    if (route.kind !== 'manifest' || req.method !== 'PUT') return this.forward(req, res, target.path);
+    const repo = route.name;
+    // The registry picks its parser by Content-Type: judge under that type, and only if the body agrees.
+    const declared = (req.headers['content-type'] ?? '').split(';')[0]!.trim();
+    if (!isManifestType(declared) && !isIndexType(declared)) {
+      return this.deny(res, 400, 'MANIFEST_INVALID', `slipway gate: Content-Type "${declared}" is not an image manifest or index media type`);
+    }
+    const body = await readCapped(req, MAX_MANIFEST_BYTES);
+    if (!body) return this.deny(res, 413, 'SIZE_INVALID', `slipway gate: a manifest is at most ${MAX_MANIFEST_BYTES} bytes`);
     let manifest: ParsedManifest;
     try {
-      manifest = parseManifest(body, digestOf(body), req.headers['content-type'], `${repo} manifest`);
+      manifest = parseManifest(body, digestOf(body), declared, `${repo} manifest`);
     } catch (err) {
       return this.deny(res, 400, 'MANIFEST_INVALID', `slipway gate: ${(err as Error).message}`);
+    }
+    if (manifest.mediaType !== declared) {
+      return this.deny(res, 400, 'MANIFEST_INVALID', `slipway gate: the manifest says it is ${manifest.mediaType} but was sent as ${declared}`);
     }
     let v: GateVerdict;
     const started = Date.now();
@@ -188,13 +199,13 @@ export class RegistryGate {
       this.log(`error ${repo}@${manifest.digest}: ${(err as Error).message}`);
       return this.deny(res, 400, 'MANIFEST_BLOB_UNKNOWN', `slipway gate: cannot judge ${manifest.digest}: ${(err as Error).message}`);
     }
-    this.log(`${v.verdict} ${repo}:${m[2]} ${manifest.digest} in ${Date.now() - started} ms (${v.findings.length} findings${v.cached ? ', cached' : `; layers: ${v.layers?.watched ?? 0} seen on upload, ${v.layers?.read ?? 0} read back`})`);
+    this.log(`${v.verdict} ${repo}:${route.reference} ${manifest.digest} in ${Date.now() - started} ms (${v.findings.length} findings${v.cached ? ', cached' : `; layers: ${v.layers?.watched ?? 0} seen on upload, ${v.layers?.read ?? 0} read back`})`);
     if (v.verdict === 'deny') {
       const denied = v.findings.filter((f) => f.severity === 'deny');
       const message = `denied by restrictions ${this.o.restrictions.metadata.name}: ${denied.map((f) => `${f.rule}${f.path ? ` /${f.path}` : ''}: ${f.message}`).join('; ')}`;
       return this.deny(res, 403, 'DENIED', message, { verdict: v.verdict, findings: v.findings });
     }
-    this.forward(req, res, body);
+    this.forward(req, res, target.path, body);
   }
 
   listen(port: number, host = '127.0.0.1'): Promise<number> {
