@@ -5,7 +5,7 @@ import { Job } from 'kubernetes-models/batch/v1';
 import { Secret, Service } from 'kubernetes-models/v1';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { judgePodSpec, podSpecOf } from '../src/admission/review.js';
+import { judgePod, podOf } from '../src/admission/review.js';
 import { loadRestrictions } from '../src/restrictions/source.js';
 import { busyboxWebApp } from './helpers/apps.js';
 import { busyboxRootfs } from './helpers/buildpacks.js';
@@ -60,9 +60,9 @@ describe('slipway export APP kube:DIR', () => {
     expect(objects.find((o) => o.kind === 'Secret')!.stringData).toEqual({ DATABASE_URL: 'postgres://db/shop' });
     const doc = loadRestrictions('kubernetes-restricted');
     for (const o of objects.filter((x) => x.kind === 'Deployment' || x.kind === 'Job')) {
-      const spec = podSpecOf(o.kind, o as never)!;
-      expect(restrictedViolations(spec as never), `${o.kind}/${o.metadata.name}`).toEqual([]);
-      expect(judgePodSpec(doc, spec as never, { requireDigests: false })).toEqual({ deny: [], warn: [] });
+      const pod = podOf(o.kind, o as never)!;
+      expect(restrictedViolations(pod.spec as never), `${o.kind}/${o.metadata.name}`).toEqual([]);
+      expect(judgePod(doc, pod, { requireDigests: false })).toEqual({ deny: [], warn: [] });
     }
   });
 

@@ -1,12 +1,14 @@
 /**
  * Kubernetes admission, as a pure function: an AdmissionReview (admission.k8s.io/v1) for a Pod or a
  * pod template (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob) in, the response out.
- * The Restrictions document's privilege and process rules map onto the pod spec; images are judged
- * by the same evaluator (through `judgeImage`, which the server backs with a registry and a cache).
+ * Each rule with a `pod` judgement (privileges, process, Pod Security Standards' pod.* rules) reads
+ * the pod spec; images are judged by the same evaluator (through `judgeImage`, which the server
+ * backs with a registry and a cache), on the platform the pod's nodeSelector pins, or every child.
  */
-import type { Restrictions } from '../restrictions/document.js';
+import { RULE_IDS, type Restrictions, type RuleId, type RuleParams } from '../restrictions/document.js';
 import type { Verdict } from '../restrictions/evaluate.js';
-import { capName, isEngineSocket } from '../restrictions/rules.js';
+import { containersOf, pinnedPlatform, type PinnedPlatform, type Pod, type PodSpec } from '../restrictions/pod.js';
+import { RULES } from '../restrictions/rules.js';
 
 export interface AdmissionRequest {
   uid: string;
@@ -26,98 +28,68 @@ export interface Decision {
   warn: string[];
 }
 
-interface Container {
-  name?: string;
-  image?: string;
-  securityContext?: { privileged?: boolean; runAsUser?: number; runAsNonRoot?: boolean; allowPrivilegeEscalation?: boolean; capabilities?: { add?: string[] } };
-}
-interface PodSpec {
-  containers?: Container[];
-  initContainers?: Container[];
-  ephemeralContainers?: Container[];
-  hostNetwork?: boolean;
-  hostPID?: boolean;
-  hostIPC?: boolean;
-  securityContext?: { runAsUser?: number; runAsNonRoot?: boolean };
-  volumes?: { name?: string; hostPath?: { path?: string }; persistentVolumeClaim?: unknown }[];
-}
-
-
-/** The pod spec inside whatever kind of object was sent. */
-export function podSpecOf(kind: string, object: Record<string, unknown>): PodSpec | undefined {
+/** The pod inside whatever kind of object was sent: its spec and the annotations next to it. */
+export function podOf(kind: string, object: Record<string, unknown>): Pod | undefined {
+  type Templated = { metadata?: { annotations?: Record<string, string> }; spec?: PodSpec };
   const spec = object.spec as Record<string, unknown> | undefined;
   if (!spec) return undefined;
+  const pod = (t: Templated | undefined): Pod | undefined => (t?.spec ? { spec: t.spec, annotations: t.metadata?.annotations ?? {} } : undefined);
   switch (kind) {
     case 'Pod':
-      return spec as PodSpec;
+      return pod(object as Templated);
     case 'Deployment':
     case 'StatefulSet':
     case 'DaemonSet':
     case 'ReplicaSet':
     case 'Job':
-      return (spec.template as { spec?: PodSpec } | undefined)?.spec;
+      return pod(spec.template as Templated | undefined);
     case 'CronJob':
-      return ((spec.jobTemplate as { spec?: { template?: { spec?: PodSpec } } } | undefined)?.spec?.template)?.spec;
+      return pod((spec.jobTemplate as { spec?: { template?: Templated } } | undefined)?.spec?.template);
     default:
       return undefined;
   }
 }
 
-
-/** What the document says about a pod spec, before its images are judged. */
-export function judgePodSpec(doc: Restrictions, pod: PodSpec, opts: { requireDigests?: boolean } = {}): Decision {
+/** What the document's rules say about a pod (each rule's `pod` judgement), before its images are judged. */
+export function judgePod(doc: Restrictions, pod: Pod, opts: { requireDigests?: boolean } = {}): Decision {
   const out: Decision = { deny: [], warn: [] };
-  const put = (rule: { severity: 'deny' | 'warn' } | undefined, id: string, message: string): void => {
-    if (rule) out[rule.severity].push(`${id}: ${message}`);
-  };
-  const r = doc.rules;
-  const containers = [...(pod.containers ?? []), ...(pod.initContainers ?? []), ...(pod.ephemeralContainers ?? [])];
-  for (const c of containers) {
-    const where = `container ${c.name ?? '?'}`;
-    if (c.securityContext?.privileged) put(r['privileges.privileged'], 'privileges.privileged', `${where} is privileged`);
-    const allowed = (r['privileges.capabilities']?.allow ?? []).map(capName);
-    for (const cap of c.securityContext?.capabilities?.add ?? []) {
-      if (!allowed.includes(capName(cap))) put(r['privileges.capabilities'], 'privileges.capabilities', `${where} adds ${capName(cap)}`);
-    }
-    const user = c.securityContext?.runAsUser ?? pod.securityContext?.runAsUser;
-    const nonRoot = c.securityContext?.runAsNonRoot ?? pod.securityContext?.runAsNonRoot;
-    if (user === 0) put(r['process.non-root'], 'process.non-root', `${where} runs as uid 0`);
-    else if (user === undefined && nonRoot !== true) put(r['process.non-root'], 'process.non-root', `${where} may run as root: set runAsNonRoot: true or a non-zero runAsUser`);
-    if (opts.requireDigests && c.image && !/@sha256:[a-f0-9]{64}$/.test(c.image)) out.deny.push(`images.pinned: ${where} uses ${c.image}, not pinned by digest`);
+  const rules = doc.rules as Partial<Record<RuleId, RuleParams<RuleId>>>;
+  for (const id of RULE_IDS) {
+    const params = rules[id];
+    const judge = (RULES[id] as { pod?: (p: unknown, pod: Pod) => string[] }).pod;
+    if (params && judge) for (const message of judge(params, pod)) out[params.severity].push(`${id}: ${message}`);
   }
-  if (pod.hostNetwork) put(r['privileges.host-network'], 'privileges.host-network', 'the pod uses the host network');
-  if (pod.hostPID) put(r['privileges.host-network'], 'privileges.host-network', 'the pod shares the host\'s process namespace (hostPID)');
-  if (pod.hostIPC) put(r['privileges.host-network'], 'privileges.host-network', 'the pod shares the host\'s IPC namespace (hostIPC)');
-  const mounts = (r['privileges.host-mounts']?.allow ?? []).map((p) => `/${p.replace(/^\/+/, '')}`);
-  for (const v of pod.volumes ?? []) {
-    const path = v.hostPath?.path;
-    if (path !== undefined && !mounts.includes(path)) {
-      put(r['privileges.host-mounts'], 'privileges.host-mounts', isEngineSocket(path) ? `volume ${v.name} mounts the container engine socket ${path}: that is root on the host` : `volume ${v.name} mounts host path ${path}`);
+  if (opts.requireDigests) {
+    for (const { container: c, where } of containersOf(pod.spec)) {
+      if (c.image && !/@sha256:[a-f0-9]{64}$/.test(c.image)) out.deny.push(`images.pinned: ${where} uses ${c.image}, not pinned by digest`);
     }
-    if (v.persistentVolumeClaim) put(r['disk.volumes'], 'disk.volumes', `volume ${v.name} is a persistent volume claim`);
   }
   return out;
 }
 
-export function imagesOf(pod: PodSpec): string[] {
-  return [...new Set([...(pod.containers ?? []), ...(pod.initContainers ?? []), ...(pod.ephemeralContainers ?? [])].map((c) => c.image).filter((i): i is string => !!i))];
+export function imagesOf(spec: PodSpec): string[] {
+  return [...new Set(containersOf(spec).map(({ container: c }) => c.image).filter((i): i is string => !!i))];
 }
+
+/** Judges an image (by reference) for a pod, on the platform its nodeSelector pins (every child of an index otherwise). */
+export type ImageJudge = (image: string, platform?: PinnedPlatform) => Promise<{ verdict: Verdict; summary: string }>;
 
 /** The AdmissionReview response for a request; images are judged through `judgeImage`. */
 export async function review(
   doc: Restrictions,
   body: AdmissionReview,
-  judgeImage: (image: string) => Promise<{ verdict: Verdict; summary: string }>,
+  judgeImage: ImageJudge,
   opts: { requireDigests?: boolean } = {},
 ): Promise<object> {
   const req = body.request;
   if (!req?.uid) throw new Error('not an AdmissionReview request (no request.uid)');
   const kind = req.kind?.kind ?? (req.object?.kind as string | undefined) ?? '';
-  const pod = req.object ? podSpecOf(kind, req.object) : undefined;
-  const d: Decision = pod ? judgePodSpec(doc, pod, opts) : { deny: [], warn: [] };
-  for (const image of pod ? imagesOf(pod) : []) {
+  const pod = req.object ? podOf(kind, req.object) : undefined;
+  const d: Decision = pod ? judgePod(doc, pod, opts) : { deny: [], warn: [] };
+  const platform = pod && pinnedPlatform(pod.spec);
+  for (const image of pod ? imagesOf(pod.spec) : []) {
     try {
-      const v = await judgeImage(image);
+      const v = await judgeImage(image, platform);
       if (v.verdict === 'deny') d.deny.push(`image ${image}: ${v.summary}`);
       else if (v.verdict === 'warn') d.warn.push(`image ${image}: ${v.summary}`);
     } catch (err) {

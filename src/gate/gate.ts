@@ -18,7 +18,7 @@ import type { Restrictions } from '../restrictions/document.js';
 import { evaluate, verdictOf, type Finding, type Verdict } from '../restrictions/evaluate.js';
 import { FactsCache, watchBlob } from '../restrictions/layer-facts.js';
 import type { AllowedBase } from '../restrictions/rules.js';
-import { imageSubject } from '../restrictions/subject.js';
+import { imageSubject, runnableImages } from '../restrictions/subject.js';
 import { RegistryClient, type RegistryOptions } from '../transport/registry/client.js';
 import type { ImageSource } from '../transport/types.js';
 import { BadTarget, parseTarget, type ParsedTarget } from './route.js';
@@ -79,10 +79,8 @@ export class RegistryGate {
     const [hits, misses] = [this.facts.hits, this.facts.misses];
     await this.client.authorize([`repository:${repo}:pull`]);
     const src = pendingSource(this.client, repo, m);
-    const children = m.kind === 'index' ? m.index.manifests.map((d) => d.digest) : [m.digest];
     const findings: Finding[] = [];
-    for (const child of children) {
-      const top = child === m.digest ? m : await this.client.getManifest(repo, child);
+    for (const top of await runnableImages(src, m)) {
       const subject = await imageSubject(src, { cache: this.facts, top, kind: 'image' });
       const report = evaluate(this.o.restrictions, { ...subject, name: `${repo}@${top.digest}` }, { allowedBases: this.o.allowedBases ?? [] });
       findings.push(...report.findings);

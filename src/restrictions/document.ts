@@ -74,7 +74,18 @@ export const RuleSchemas = {
   'privileges.devices': rule('host devices an app may request', { allow: Type.Optional(Paths) }),
   'privileges.host-mounts': rule('host paths an app may mount', { allow: Type.Optional(Paths) }),
   'privileges.privileged': rule('privileged mode', {}),
-  'privileges.host-network': rule('the host\'s network namespace', {}),
+  'privileges.host-network': rule('the host\'s network namespace (and, in pods, its PID and IPC namespaces)', {}),
+  'pod.host-ports': rule('pods: containers binding host ports (Pod Security Standards baseline)', {
+    allow: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { description: 'host ports a container may bind' })),
+  }),
+  'pod.privilege-escalation': rule('pods: every container sets allowPrivilegeEscalation: false (restricted)', {}),
+  'pod.capabilities-drop': rule('pods: every container drops ALL capabilities (restricted)', {}),
+  'pod.seccomp': rule('pods: seccomp profile RuntimeDefault or Localhost for every container (restricted)', {}),
+  'pod.proc-mount': rule('pods: procMount Default only (baseline)', {}),
+  'pod.sysctls': rule('pods: only the safe sysctls (baseline)', {
+    allow: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'sysctls allowed beyond the Pod Security Standards safe set' })),
+  }),
+  'pod.apparmor': rule('pods: AppArmor profile runtime/default or localhost/* only (baseline)', {}),
 };
 
 export type RuleId = keyof typeof RuleSchemas;

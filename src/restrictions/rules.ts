@@ -8,6 +8,7 @@ import type { ImageConfig } from '../oci/types.js';
 import { bytesOf, type RuleId, type RuleParams } from './document.js';
 import type { FileFact } from './layer-facts.js';
 import type { MergedFiles, PlacedFact } from './merge.js';
+import { containersOf, type Pod, type SecurityProfile } from './pod.js';
 import type { Requirements } from './requirements.js';
 
 export type SubjectKind = 'app-dir' | 'slug' | 'release' | 'image';
@@ -93,6 +94,8 @@ interface RuleDef<R extends RuleId> {
   /** Rules over files are judged against hidden (deleted-above) entries too, as info. */
   files?: (p: RuleParams<R>, f: FileFact) => string | undefined;
   check?: (p: RuleParams<R>, s: Subject, ctx: RuleContext) => RawFinding[];
+  /** What the rule says about a Kubernetes pod (the admission webhook): one message per finding. */
+  pod?: (p: RuleParams<R>, pod: Pod) => string[];
 }
 
 /** `usr/bin/su` matches `/usr/bin/su`; `opt/tool/**` matches the tree. */
@@ -152,6 +155,13 @@ export function resolveUser(user: string | undefined, passwd: string | undefined
 }
 
 const req = (s: Subject): Requirements => s.requirements ?? {};
+
+/** Pod Security Standards' safe sysctls: namespaced, and isolated from the node and other pods. */
+export const SAFE_SYSCTLS = ['kernel.shm_rmid_forced', 'net.ipv4.ip_local_port_range', 'net.ipv4.ip_unprivileged_port_start', 'net.ipv4.tcp_syncookies', 'net.ipv4.ping_group_range',
+  'net.ipv4.ip_local_reserved_ports', 'net.ipv4.tcp_keepalive_time', 'net.ipv4.tcp_fin_timeout', 'net.ipv4.tcp_keepalive_intvl', 'net.ipv4.tcp_keepalive_probes'];
+const APPARMOR_ANNOTATION = 'container.apparmor.security.beta.kubernetes.io/';
+const confined = (p: SecurityProfile | undefined): boolean => p?.type === 'RuntimeDefault' || p?.type === 'Localhost';
+const profileName = (p: SecurityProfile | undefined): string => (p?.type === undefined ? 'unset' : JSON.stringify(p.type));
 
 export const RULES: { [R in RuleId]: RuleDef<R> } = {
   'files.setuid': {
@@ -284,6 +294,12 @@ export const RULES: { [R in RuleId]: RuleDef<R> } = {
       }
       return out;
     },
+    pod: (_p, { spec }) => containersOf(spec).flatMap(({ container: c, where }) => {
+      const user = c.securityContext?.runAsUser ?? spec.securityContext?.runAsUser;
+      const nonRoot = c.securityContext?.runAsNonRoot ?? spec.securityContext?.runAsNonRoot;
+      if (user === 0) return [`${where} runs as uid 0`];
+      return user === undefined && nonRoot !== true ? [`${where} may run as root: set runAsNonRoot: true or a non-zero runAsUser`] : [];
+    }),
   },
   'process.command': {
     why: 'a provider must know what to run',
@@ -336,12 +352,15 @@ export const RULES: { [R in RuleId]: RuleDef<R> } = {
       ...Object.keys(s.config?.Volumes ?? {}).map((v) => ({ message: `VOLUME ${v} asks for persistent disk`, path: v.replace(/^\/+/, '') })),
       ...(s.requirements?.disk?.persistent ? [{ message: 'app.json requires persistent disk', path: 'app/app.json' }] : []),
     ],
+    pod: (_p, { spec }) => (spec.volumes ?? []).filter((v) => v.persistentVolumeClaim).map((v) => `volume ${v.name} is a persistent volume claim`),
   },
   'privileges.capabilities': {
     why: 'dynos run with no capabilities; each one added widens the kernel surface',
     fix: 'remove the capability from requirements.capabilities',
     check: (p, s) => (req(s).capabilities ?? []).map(capName).filter((c) => !(p.allow ?? []).map(capName).includes(c))
       .map((c) => ({ message: `app.json requests ${c}, not allowed${p.allow?.length ? ` (allowed: ${p.allow.map(capName).join(', ')})` : ''}`, path: 'app/app.json' })),
+    pod: (p, pod) => containersOf(pod.spec).flatMap(({ container: c, where }) => (c.securityContext?.capabilities?.add ?? [])
+      .filter((cap) => !(p.allow ?? []).map(capName).includes(capName(cap))).map((cap) => `${where} adds ${capName(cap)}`)),
   },
   'privileges.devices': {
     why: 'host devices bypass the container\'s isolation',
@@ -354,16 +373,80 @@ export const RULES: { [R in RuleId]: RuleDef<R> } = {
     fix: 'remove the path from requirements.hostMounts',
     check: (p, s) => (req(s).hostMounts ?? []).filter((m) => !pathAllowed(m.replace(/^\/+/, ''), p.allow))
       .map((m) => ({ message: isEngineSocket(m) ? `app.json mounts the container engine socket ${m}: that is root on the host` : `app.json requests host mount ${m}`, path: 'app/app.json' })),
+    pod: (p, pod) => (pod.spec.volumes ?? []).flatMap((v) => {
+      const path = v.hostPath?.path;
+      if (path === undefined || pathAllowed(path.replace(/^\/+/, ''), p.allow)) return [];
+      return [isEngineSocket(path) ? `volume ${v.name} mounts the container engine socket ${path}: that is root on the host` : `volume ${v.name} mounts host path ${path}`];
+    }),
   },
   'privileges.privileged': {
     why: 'a privileged container is the host',
     fix: 'remove requirements.privileged',
     check: (_p, s) => (req(s).privileged ? [{ message: 'app.json requests privileged mode', path: 'app/app.json' }] : []),
+    pod: (_p, pod) => containersOf(pod.spec).filter(({ container: c }) => c.securityContext?.privileged).map(({ where }) => `${where} is privileged`),
   },
   'privileges.host-network': {
     why: 'the host network lets a dyno reach every host service and bypass the router',
     fix: 'remove requirements.hostNetwork; listen on $PORT behind the router',
     check: (_p, s) => (req(s).hostNetwork ? [{ message: 'app.json requests the host network', path: 'app/app.json' }] : []),
+    pod: (_p, { spec }) => [
+      ...(spec.hostNetwork ? ['the pod uses the host network'] : []),
+      ...(spec.hostPID ? ['the pod shares the host\'s process namespace (hostPID)'] : []),
+      ...(spec.hostIPC ? ['the pod shares the host\'s IPC namespace (hostIPC)'] : []),
+    ],
+  },
+  'pod.host-ports': {
+    why: 'a host port binds the node\'s own address: it bypasses the Service and network policy, and two pods cannot share a node',
+    fix: 'remove hostPort from the container\'s ports; expose the pod through a Service',
+    pod: (p, { spec }) => containersOf(spec).flatMap(({ container: c, where }) => (c.ports ?? [])
+      .filter((port) => (port.hostPort ?? 0) !== 0 && !(p.allow ?? []).includes(port.hostPort!)).map((port) => `${where} binds host port ${port.hostPort}`)),
+  },
+  'pod.privilege-escalation': {
+    why: 'unless allowPrivilegeEscalation is false, a process can gain privileges its parent lacks (setuid binaries, file capabilities): no_new_privs is off',
+    fix: 'set securityContext.allowPrivilegeEscalation: false on every container',
+    pod: (_p, { spec }) => containersOf(spec).filter(({ container: c }) => c.securityContext?.allowPrivilegeEscalation !== false)
+      .map(({ container: c, where }) => `${where} ${c.securityContext?.allowPrivilegeEscalation ? 'allows' : 'does not forbid'} privilege escalation (set allowPrivilegeEscalation: false)`),
+  },
+  'pod.capabilities-drop': {
+    why: 'a container keeps the runtime\'s default capabilities (CAP_NET_RAW, CAP_CHOWN, CAP_SETUID...) unless it drops them',
+    fix: 'set securityContext.capabilities.drop: [ALL] on every container, adding back only what the provider allows',
+    pod: (_p, { spec }) => containersOf(spec).filter(({ container: c }) => !(c.securityContext?.capabilities?.drop ?? []).includes('ALL'))
+      .map(({ where }) => `${where} does not drop ALL capabilities`),
+  },
+  'pod.seccomp': {
+    why: 'without a seccomp profile every system call reaches the kernel (Unconfined): the kernel surface is the container\'s to probe',
+    fix: 'set securityContext.seccompProfile.type: RuntimeDefault (or Localhost) on the pod or every container',
+    pod: (_p, { spec }) => [
+      ...(spec.securityContext?.seccompProfile && !confined(spec.securityContext.seccompProfile) ? [`the pod sets seccomp profile ${profileName(spec.securityContext.seccompProfile)}`] : []),
+      ...containersOf(spec).flatMap(({ container: c, where }) => {
+        const own = c.securityContext?.seccompProfile;
+        if (own) return confined(own) ? [] : [`${where} sets seccomp profile ${profileName(own)}`];
+        return confined(spec.securityContext?.seccompProfile) ? [] : [`${where} has no seccomp profile (RuntimeDefault or Localhost), on itself or the pod`];
+      }),
+    ],
+  },
+  'pod.proc-mount': {
+    why: 'an Unmasked /proc exposes the kernel paths runtimes mask (/proc/kcore, /proc/sysrq-trigger...)',
+    fix: 'remove securityContext.procMount or set it to Default',
+    pod: (_p, { spec }) => containersOf(spec).filter(({ container: c }) => (c.securityContext?.procMount ?? 'Default') !== 'Default')
+      .map(({ container: c, where }) => `${where} sets procMount ${JSON.stringify(c.securityContext!.procMount)}`),
+  },
+  'pod.sysctls': {
+    why: 'sysctls outside the safe set change the node\'s kernel for every pod on it',
+    fix: `set only the safe sysctls (${SAFE_SYSCTLS.join(', ')}), or ask the provider to allow one`,
+    pod: (p, { spec }) => (spec.securityContext?.sysctls ?? []).map((x) => x.name ?? '')
+      .filter((name) => !SAFE_SYSCTLS.includes(name) && !(p.allow ?? []).includes(name)).map((name) => `the pod sets sysctl ${JSON.stringify(name)}, which is not in the safe set`),
+  },
+  'pod.apparmor': {
+    why: 'an Unconfined (or unknown) AppArmor profile turns off the runtime\'s confinement of the container',
+    fix: 'use runtime/default or localhost/NAME (annotations), or appArmorProfile.type RuntimeDefault or Localhost; never unconfined',
+    pod: (_p, { spec, annotations }) => [
+      ...Object.entries(annotations).filter(([k, v]) => k.startsWith(APPARMOR_ANNOTATION) && v !== 'runtime/default' && !v.startsWith('localhost/'))
+        .map(([k, v]) => `annotation ${k} is ${JSON.stringify(v)} (only runtime/default or localhost/*)`),
+      ...(spec.securityContext?.appArmorProfile && !confined(spec.securityContext.appArmorProfile) ? [`the pod sets AppArmor profile ${profileName(spec.securityContext.appArmorProfile)}`] : []),
+      ...containersOf(spec).filter(({ container: c }) => c.securityContext?.appArmorProfile && !confined(c.securityContext.appArmorProfile))
+        .map(({ container: c, where }) => `${where} sets AppArmor profile ${profileName(c.securityContext!.appArmorProfile)}`),
+    ],
   },
 };
 

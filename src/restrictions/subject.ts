@@ -9,7 +9,7 @@ import { SlipwayError } from '../errors.js';
 import { imageStorePath } from '../home.js';
 import { readSmallBlob, resolvePlatform } from '../inspect.js';
 import type { Digest } from '../oci/digest.js';
-import type { Platform } from '../oci/platform.js';
+import { platformMatches, type Platform } from '../oci/platform.js';
 import { parseImageConfig, type Descriptor, type ParsedManifest } from '../oci/types.js';
 import { BASE_LAYERS, releaseImage } from '../release/image.js';
 import type { Release } from '../release/releases.js';
@@ -75,6 +75,31 @@ export async function imageSubject(src: ImageSource, opts: ScanOptions & { platf
     files,
     requirements: requirementsFrom(files, src.name),
   };
+}
+
+type ImageManifestDoc = Extract<ParsedManifest, { kind: 'manifest' }>;
+
+/** How deep indexes may nest before the image is refused. */
+const MAX_INDEX_DEPTH = 4;
+
+/**
+ * Every image of a manifest a runtime could pick: itself, or each child of an index (nested ones
+ * too), only those a pinned os/arch could select when `pin` is given. Attestation children
+ * (platform unknown/unknown) are never picked by a runtime and are left out; a child without a
+ * platform could be picked, so it stays.
+ */
+export async function runnableImages(src: ImageSource, top: ParsedManifest, pin?: { os?: string; architecture?: string }, depth = 0): Promise<ImageManifestDoc[]> {
+  if (top.kind === 'manifest') return [top];
+  if (depth >= MAX_INDEX_DEPTH) throw new SlipwayError(`${src.name}: indexes nested more than ${MAX_INDEX_DEPTH} deep`);
+  const out: ImageManifestDoc[] = [];
+  for (const d of top.index.manifests) {
+    const p = d.platform;
+    if (p?.os === 'unknown' && p.architecture === 'unknown') continue;
+    if (pin && p && !platformMatches({ os: pin.os ?? p.os, architecture: pin.architecture ?? p.architecture }, p)) continue;
+    out.push(...(await runnableImages(src, await src.getManifest(d.digest as Digest), pin, depth + 1)));
+  }
+  if (out.length === 0) throw new SlipwayError(`${src.name}: no image in the index${pin ? ` for ${[pin.os ?? '*', pin.architecture ?? '*'].join('/')}` : ''}`);
+  return out;
 }
 
 /** A release: the image it exports to (stack layers + slug), plus its config vars' keys. */
