@@ -168,7 +168,7 @@ export async function resolveAllowedBases(doc: Restrictions, db: Db | undefined,
   const rule = doc.rules['base.allowed'];
   const out: AllowedBase[] = (rule?.layers ?? []).map((layers, i) => ({ label: `layers[${i}]`, layers, diffIds: layers }));
   const stacks: Stack[] = [];
-  if (!rule) stacks.push(...((db?.prepare('SELECT * FROM stacks ORDER BY name, version').all() ?? []) as Stack[]));
+  if (!rule && usesHostStacks(doc)) stacks.push(...((db?.prepare('SELECT * FROM stacks ORDER BY name, version').all() ?? []) as Stack[]));
   for (const spec of rule?.stacks ?? []) {
     const rows = (db?.prepare(spec.startsWith('sha256:') ? 'SELECT * FROM stacks WHERE digest = ?' : 'SELECT * FROM stacks WHERE name = ?').all(spec) ?? []) as Stack[];
     if (rows.length === 0) throw new SlipwayError(`base.allowed names stack "${spec}", which this host does not have`, { hint: 'import it (slipway stack import NAME SOURCE) or list its layer digests under base.allowed.layers' });
