@@ -370,7 +370,10 @@ describe('enforcement at build and export, and base.allowed on this host\'s stac
     const refused = await slipway(home, ['build', src, '--app', 'web', '--runtime', 'process']);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/build of web refused by restrictions heroku-like:[\s\S]*privileges.privileged: 1 finding[\s\S]*app.json requests privileged mode/);
-    expect(JSON.parse((await ok(slipway(home, ['--json', 'releases', 'web']))).stdout)).toEqual([]);
+    // A refused first build leaves no release, and so no app either.
+    const none = await slipway(home, ['--json', 'releases', 'web']);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/no app "web"/);
 
     await writeFile(join(src, 'app.json'), JSON.stringify({ name: 'x' }));
     await ok(slipway(home, ['-q', 'build', src, '--app', 'web', '--runtime', 'process']));
