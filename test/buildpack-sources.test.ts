@@ -116,7 +116,7 @@ describe('the nodejs buildpack version resolver', () => {
     expect(bad.stderr).toMatch(/no Node.js version satisfies engines.node ">=30"; available majors: 20, 22, 24/);
     const lts = await resolve('node', m, await pkg({}));
     expect(lts.stdout.trim()).toBe('22.1.0');
-    const npm = await resolve('npm', await meta(['9.9.0', '10.1.0', '11.0.0']), 'v16.0.0', '');
+    const npm = await resolve('pkg', await meta(['9.9.0', '10.1.0', '11.0.0']), 'v16.0.0', '');
     expect(npm.stdout.trim()).toBe('11.0.0');
   });
 });
