@@ -50,7 +50,7 @@ async function runRootfs(cleanups: (() => Promise<void>)[]): Promise<string> {
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const rootfs = join(dir, 'rootfs');
   const started = Date.now();
-  // With what the nodejs buildpack needs, so the same tree serves as the build stack.
+  // With what the nodejs buildpack needs to fetch and run Node.js: the run image of the test stack.
   const r = spawnSync('debootstrap', ['--variant=minbase', '--include=ca-certificates,curl,libatomic1', 'bookworm', rootfs, 'http://deb.debian.org/debian'], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`debootstrap failed (exit ${r.status}): ${r.stderr.slice(-2000)}`);
   process.stderr.write(`debootstrap bookworm minbase: ${((Date.now() - started) / 1000).toFixed(0)} s\n`);

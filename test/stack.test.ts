@@ -64,6 +64,33 @@ describe('stacks', () => {
     await ok(run('skopeo', ['inspect', `oci:${join(home, 'images')}:stacks/other:${v1.digest.slice(7)}`]));
   });
 
+  it('keeps a run image and its build variant as one stack version', async () => {
+    const home = await tempDir();
+    const runFs = await tinyRootfs();
+    const buildFs = await tinyRootfs('VARIANT=build\n');
+    const v1 = JSON.parse((await ok(slipway(home, ['--json', 'stack', 'import', 'tiny', `dir:${runFs}`, '--build', `dir:${buildFs}`]))).stdout) as StackJson & { build: { digest: string } };
+    expect(v1).toMatchObject({ version: 1, created: true });
+    expect(v1.build.digest).toMatch(/^sha256:/);
+    expect(v1.build.digest).not.toBe(v1.digest);
+    const text = (await ok(slipway(home, ['stack', 'ls']))).stdout;
+    expect(text).toContain(v1.build.digest.slice(0, 19));
+    expect((await ok(slipway(home, ['stack', 'inspect', 'tiny@v1']))).stdout).toMatch(new RegExp(`Build: +${v1.build.digest} \\(.*builds run on it\\)`));
+    // The same run content with a new build variant is still v1 (slugs and dynos are unchanged).
+    const newer = await tinyRootfs('VARIANT=build\nCOMPILER=newer\n');
+    const again = JSON.parse((await ok(slipway(home, ['--json', 'stack', 'import', 'tiny', `dir:${runFs}`, '--build', `dir:${newer}`]))).stdout) as StackJson & { build: { digest: string } };
+    expect(again).toMatchObject({ version: 1, created: false, digest: v1.digest });
+    expect(again.build.digest).not.toBe(v1.build.digest);
+    // Restrictions name the version by either image.
+    const doc = join(await tempDir(), 'r.yaml');
+    await writeFile(doc, `apiVersion: slipway/v1\nkind: Restrictions\nmetadata: { name: t }\nrules:\n  base.allowed: { severity: deny, stacks: ['${again.build.digest}'] }\n`);
+    const checked = await slipway(home, ['--json', 'check', `oci:${join(home, 'images')}:stacks/tiny:${v1.digest.slice(7)}`, '--restrictions', doc]);
+    expect(checked.stdout).not.toMatch(/which this host does not have/);
+    expect(JSON.parse(checked.stdout)).toMatchObject({ verdict: 'allow' });
+    // Removing the version removes both images' tags.
+    await ok(slipway(home, ['stack', 'rm', 'tiny@v1']));
+    for (const d of [v1.digest, again.build.digest]) expect((await run('skopeo', ['inspect', '--raw', `oci:${join(home, 'images')}:stacks/tiny:${d.slice(7)}`])).code).not.toBe(0);
+  });
+
   it('names what is missing', async () => {
     const home = await tempDir();
     const none = await slipway(home, ['stack', 'inspect']);

@@ -141,7 +141,7 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
         // First use on a fresh host: the default stack is bootstrapped once, with progress.
         const none = o.stack === undefined && listStacks(db).length === 0;
         if (none) {
-          if (!g.quiet) process.stderr.write(`No stack on this host yet: bootstrapping the default one, ${DEFAULT_STACK.name} (Debian minbase + ${DEFAULT_STACK.include.join(', ')}), once.\n`);
+          if (!g.quiet) process.stderr.write(`No stack on this host yet: bootstrapping the default one, ${DEFAULT_STACK.name} (Debian minbase + ${DEFAULT_STACK.include.join(', ')}, and its build variant with compilers), once.\n`);
           const { stack: st } = await bootstrapStack(g, db, DEFAULT_STACK.name, DEFAULT_STACK);
           if (!g.quiet) process.stderr.write(`stack ${st.name}@v${st.version} ready (${st.digest})\n`);
         }

@@ -50,7 +50,8 @@ function nodeFiles(d, depth) {
   if (depth > 5) return [];
   return list(d).flatMap((e) => {
     const p = path.join(d, e.name);
-    if (e.isDirectory()) return e.name === 'node_modules' ? [] : nodeFiles(p, depth + 1);
+    // node-gyp's intermediate copies (obj.target) are not what the package loads.
+    if (e.isDirectory()) return e.name === 'node_modules' || e.name === 'obj.target' ? [] : nodeFiles(p, depth + 1);
     return e.isFile() && e.name.endsWith('.node') ? [p] : [];
   });
 }
@@ -60,13 +61,17 @@ let failed = 0;
 for (const a of addons) {
   const where = path.relative(app, a.dir);
   const problems = [];
+  let loaded = 0;
   if (a.files.length === 0) problems.push('has no compiled .node file: its install script did not run (install scripts blocked: npm 12, pnpm\'s onlyBuiltDependencies, ignore-scripts) or did not build it');
   for (const f of a.files) {
     // Prebuilt binaries for other platforms (prebuilds/<os>-<arch>/) are not this one's business.
     if (/prebuilds\//.test(path.relative(a.dir, f)) && !path.relative(a.dir, f).includes(`${process.platform}-${process.arch}`)) continue;
     try {
       process.dlopen({ exports: {} }, f);
+      loaded++;
     } catch (err) {
+      // A shared library that is not a Node.js addon (e.g. an SQLite extension a package builds).
+      if (/did not self-register/.test(err.message)) continue;
       problems.push(`${path.relative(app, f)} does not load: ${String(err.message).split('\n')[0]}`);
     }
   }
@@ -75,6 +80,6 @@ for (const a of addons) {
     if (!soft) failed++;
     process.stdout.write(`${soft ? 'warning' : 'error'}: native module ${a.name}@${a.version} (${where}) ${p}\n`);
   }
-  if (problems.length === 0) process.stdout.write(`ok: native module ${a.name}@${a.version} (${a.files.length} .node file${a.files.length === 1 ? '' : 's'} load)\n`);
+  if (problems.length === 0) process.stdout.write(`ok: native module ${a.name}@${a.version} (${loaded} addon${loaded === 1 ? '' : 's'} load${loaded === 1 ? 's' : ''})\n`);
 }
 process.exit(failed ? 1 : 0);
