@@ -247,7 +247,7 @@ describe('native modules, package managers and the build image', () => {
     const r = await ok(build(dir, 'berry'));
     expect(r.stdout + r.stderr).toMatch(/Installing yarn \(packageManager yarn@4\.5\.3\)/);
     expect(r.stdout + r.stderr).not.toMatch(/end-of-life/);
-    expect(await answer('berry')).toMatch(/^ms says 1m on v24\./);
+    expect(await answer('berry')).toMatch(/^ms says 1m on v26\./);
   }, 300_000);
 
   it('builds and runs a pnpm app (pnpm-lock.yaml)', async () => {
@@ -258,6 +258,6 @@ describe('native modules, package managers and the build image', () => {
     });
     const r = await ok(build(dir, 'pn'));
     expect(r.stdout + r.stderr).toMatch(/Installing pnpm \(pnpm-lock\.yaml\)/);
-    expect(await answer('pn')).toMatch(/^ms says 1m on v24\./);
+    expect(await answer('pn')).toMatch(/^ms says 1m on v26\./);
   }, 300_000);
 });

@@ -1,4 +1,5 @@
 import { mkdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ok, run, slipway } from './helpers/cli.js';
@@ -99,15 +100,20 @@ describe('stacks', () => {
     expect((await slipway(home, ['stack', 'import', 'Bad Name', 'dir:/'])).code).toBe(2);
   });
 
-  it('bootstraps a real Debian stack with debootstrap', async () => {
+  it('bootstraps a real Debian stack with debootstrap: a run image and its build variant', async () => {
     const home = await tempDir();
     const r = await ok(slipway(home, ['--json', 'stack', 'bootstrap', 'bookworm', '--include', 'ca-certificates']));
-    const s = JSON.parse(r.stdout) as StackJson & { steps: number; size: number };
+    const s = JSON.parse(r.stdout) as StackJson & { steps: number; size: number; build: { digest: string } };
+    // The build variant is the run image plus compilers, in the same version; the run image has none.
+    const build = join(await tempDir(), 'build');
+    await ok(slipway(home, ['image', 'unpack', `oci:${join(home, 'images')}:stacks/bookworm:${s.build.digest.slice(7)}`, build]));
+    for (const tool of ['usr/bin/g++', 'usr/bin/make', 'usr/bin/python3', 'usr/bin/pkg-config', 'usr/include/openssl/ssl.h', 'etc/debian_version']) expect(existsSync(join(build, tool))).toBe(true);
     expect(s).toMatchObject({ name: 'bookworm', version: 1, created: true });
     expect(s.steps).toBeGreaterThan(10);
     const root = join(await tempDir(), 'unpacked');
     await ok(slipway(home, ['image', 'unpack', `oci:${join(home, 'images')}:stacks/bookworm:${s.digest.slice(7)}`, root]));
     expect((await ok(run('cat', [join(root, 'etc/debian_version')]))).stdout).toMatch(/^12\./);
     expect((await ok(run('ls', [join(root, 'etc/ssl/certs')]))).stdout).toMatch(/\.pem/);
+    expect(existsSync(join(root, 'usr/bin/g++'))).toBe(false);
   }, 300_000);
 });

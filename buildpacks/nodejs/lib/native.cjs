@@ -27,11 +27,19 @@ function list(d) {
     return [];
   }
 }
-// Real directories only (pnpm's node_modules/.pnpm holds the real ones; the rest are symlinks).
+// Directories and symlinks to them (file: dependencies, pnpm's layout), each real one once.
+function isDir(p, e) {
+  if (e.isDirectory()) return true;
+  try {
+    return e.isSymbolicLink() && fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
 function walkModules(dir) {
   for (const e of list(dir)) {
-    if (!e.isDirectory()) continue;
     const p = path.join(dir, e.name);
+    if (!isDir(p, e)) continue;
     if (e.name.startsWith('@') || e.name === '.pnpm') walkModules(p);
     else if (e.name === 'node_modules') walkModules(p);
     else visitPackage(p);
