@@ -222,6 +222,14 @@ describe('native modules, package managers and the build image', () => {
     expect(s.code).toBe(1);
     expect(s.stdout + s.stderr).toMatch(/error: native module tiny-addon@1\.0\.0 \(node_modules\/tiny-addon\) has no compiled \.node file: its install script did not run/);
     expect(await releases('skipped')).toEqual([]);
+
+    // npm 12 (asked for by engines.npm) blocks install scripts not approved: the same refusal.
+    const npm12 = await app({ 'package.json': pkgJson({ engines: { npm: '12.x' }, dependencies: { 'tiny-addon': 'file:./addon' } }), 'index.js': '', ...ADDON });
+    const n = await build(npm12, 'npm12');
+    expect(n.code).toBe(1);
+    expect(n.stdout).toMatch(/npm 12\.\d+\.\d+ \(engines\.npm or packageManager asks for 12\.x\)/);
+    expect(n.stdout).toMatch(/error: native module tiny-addon@1\.0\.0 .* has no compiled \.node file/);
+    expect(await releases('npm12')).toEqual([]);
   }, 600_000);
 
   it('builds and runs a yarn classic app (yarn.lock) on an end-of-life Node.js, warning about it', async () => {
