@@ -116,7 +116,40 @@ describe('the nodejs buildpack version resolver', () => {
     expect(bad.stderr).toMatch(/no Node.js version satisfies engines.node ">=30"; available majors: 20, 22, 24/);
     const lts = await resolve('node', m, await pkg({}));
     expect(lts.stdout.trim()).toBe('22.1.0');
-    const npm = await resolve('npm', await meta(['9.9.0', '10.1.0', '11.0.0']), 'v16.0.0', '');
+    const npm = await resolve('pkg', await meta(['9.9.0', '10.1.0', '11.0.0']), 'v16.0.0', '');
     expect(npm.stdout.trim()).toBe('11.0.0');
+  });
+});
+
+describe('the nodejs buildpack package manager choice', () => {
+  const MANAGER = fileURLToPath(new URL('../buildpacks/nodejs/lib/manager.cjs', import.meta.url));
+  async function choose(files: Record<string, string>): Promise<{ code: number; out: string[]; err: string }> {
+    const dir = await tempDir();
+    for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text);
+    const r = await run(process.execPath, [MANAGER, dir]);
+    return { code: r.code, out: r.stdout.trim().split('\t'), err: r.stderr };
+  }
+  const pkgJson = (o: object = {}): string => JSON.stringify({ name: 'a', ...o });
+
+  it('honours packageManager, then the lockfile, then engines, as Heroku does', async () => {
+    expect((await choose({ 'package.json': pkgJson() })).out).toEqual(['npm', 'shipped', 'no lockfile', '-']);
+    expect((await choose({ 'package.json': pkgJson(), 'package-lock.json': '{}' })).out).toEqual(['npm', 'shipped', 'package-lock.json', '-']);
+    expect((await choose({ 'package.json': pkgJson({ engines: { npm: '^10.5' } }), 'package-lock.json': '{}' })).out).toEqual(['npm', '^10.5', 'package-lock.json', '-']);
+    expect((await choose({ 'package.json': pkgJson(), 'yarn.lock': '# yarn lockfile v1\n' })).out).toEqual(['yarn', '1.x', 'yarn.lock', '-']);
+    expect((await choose({ 'package.json': pkgJson(), 'yarn.lock': '__metadata:\n  version: 8\n' })).out).toEqual(['yarn', '>=2', 'yarn.lock', '-']);
+    expect((await choose({ 'package.json': pkgJson({ engines: { pnpm: '9.x' } }), 'pnpm-lock.yaml': "lockfileVersion: '9.0'\n" })).out).toEqual(['pnpm', '9.x', 'pnpm-lock.yaml', '-']);
+    expect((await choose({ 'package.json': pkgJson({ packageManager: 'pnpm@9.15.0+sha512.abc123' }), 'package-lock.json': '{}' })).out).toEqual(['pnpm', '9.15.0', 'packageManager pnpm@9.15.0', 'sha512.abc123']);
+    // A berry release checked in (.yarnrc.yml's yarnPath) is the one that runs.
+    const own = await choose({ 'package.json': pkgJson({ packageManager: 'yarn@4.5.3' }), '.yarnrc.yml': 'yarnPath: yarn-4.5.3.cjs\n', 'yarn-4.5.3.cjs': '' });
+    expect(own.out.slice(0, 2)).toEqual(['yarn', 'path:yarn-4.5.3.cjs']);
+  });
+
+  it('refuses two managers\' lockfiles and a packageManager it cannot read, saying what to do', async () => {
+    const two = await choose({ 'package.json': pkgJson(), 'package-lock.json': '{}', 'yarn.lock': '' });
+    expect(two.code).toBe(1);
+    expect(two.err).toMatch(/several lockfiles \(package-lock\.json, yarn\.lock\): keep only the one/);
+    const bad = await choose({ 'package.json': pkgJson({ packageManager: 'bun@1' }) });
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/packageManager "bun@1" is not npm@, yarn@ or pnpm@ with an exact version/);
   });
 });

@@ -3,12 +3,14 @@ import { existsSync } from 'node:fs';
 import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, inject, it } from 'vitest';
-import { ok, slipway } from './helpers/cli.js';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { ok, slipway, type RunResult } from './helpers/cli.js';
 import { unpackSlug } from './helpers/buildpacks.js';
 import { tempDir } from './helpers/tmp.js';
 import { freePort } from './helpers/registry.js';
 import { httpGet, load } from './helpers/apps.js';
+import { verifySlugManifest } from '../src/slug/slug.js';
+import { OciLayout } from '../src/store/layout.js';
 
 const EXAMPLE = fileURLToPath(new URL('../examples/node-web', import.meta.url));
 
@@ -139,4 +141,136 @@ describe('the nodejs buildpack on a real Debian stack', () => {
     expect(r.code).toBe(1);
     expect(r.stdout + r.stderr).toMatch(/this stack lacks curl; bootstrap one with: slipway stack bootstrap NAME --include curl/);
   }, 120_000);
+});
+
+/** Writes an app: files by relative path. */
+async function app(files: Record<string, string>): Promise<string> {
+  const dir = await tempDir('slipway-app-');
+  for (const [name, text] of Object.entries(files)) {
+    await mkdir(join(dir, name, '..'), { recursive: true });
+    await writeFile(join(dir, name), text);
+  }
+  return dir;
+}
+
+const pkgJson = (o: object): string => JSON.stringify({ name: 'app', version: '1.0.0', private: true, scripts: { start: 'node index.js' }, ...o }, null, 2);
+const MS_SERVER = "const ms = require('ms'); require('http').createServer((q, s) => s.end(`ms says ${ms(60000)} on ${process.version}\\n`)).listen(process.env.PORT);\n";
+const MS_INTEGRITY = 'sha512-6FlzubTLZG3J2a/NVCAleEhjzq5oxgHyaCU9yYXvcLsvoVaHJq/s5xXI6/XXP6tz7R9xAOtHnSO/tXtF3WRTlA==';
+/** A native addon that node-gyp compiles in a second (N-API, plain C). */
+const ADDON = {
+  'addon/package.json': JSON.stringify({ name: 'tiny-addon', version: '1.0.0', main: 'index.js' }),
+  'addon/binding.gyp': JSON.stringify({ targets: [{ target_name: 'tiny', sources: ['tiny.c'] }] }),
+  'addon/tiny.c': '#include <node_api.h>\nstatic napi_value init(napi_env env, napi_value exports) { return exports; }\nNAPI_MODULE(NODE_GYP_MODULE_NAME, init)\n',
+  'addon/index.js': "module.exports = require('./build/Release/tiny.node');\n",
+};
+
+describe('native modules, package managers and the build image', () => {
+  let home = '';
+  let stack = { digest: '', build: { digest: '' } };
+  const running: string[] = [];
+  beforeAll(async () => {
+    home = await tempDir();
+    await ok(slipway(home, ['-q', 'stack', 'import', 'bookworm', `dir:${inject('debootstrapRootfs')}`, '--build', `dir:${inject('buildRootfs')}`]));
+    stack = JSON.parse((await ok(slipway(home, ['--json', 'stack', 'inspect', 'bookworm']))).stdout) as typeof stack;
+  }, 300_000);
+  afterAll(async () => {
+    for (const a of running) await slipway(home, ['stop', a]);
+  });
+
+  const build = (dir: string, name: string): Promise<RunResult> => slipway(home, ['build', dir, '--app', name, '--runtime', 'container']);
+  async function answer(name: string): Promise<string> {
+    running.push(name);
+    const { port } = JSON.parse((await ok(slipway(home, ['--json', 'up', name, '--detach', '--runtime', 'container']))).stdout) as { port: number };
+    const body = (await httpGet(port)).body;
+    await ok(slipway(home, ['stop', name]));
+    return body;
+  }
+  /** An app's releases; none when a failed first build left no app at all. */
+  async function releases(name: string): Promise<unknown[]> {
+    const r = await slipway(home, ['--json', 'releases', name]);
+    if (r.code !== 0 && /no app/.test(r.stderr)) return [];
+    return JSON.parse((await ok(Promise.resolve(r))).stdout) as unknown[];
+  }
+
+  it('compiles better-sqlite3 from source with node-gyp on the build image, with the npm that ships with Node.js; it answers a query at boot on the run image, which has no compiler', async () => {
+    const dir = await app({
+      'package.json': pkgJson({ engines: { node: '22.x' }, dependencies: { 'better-sqlite3': '^12.0.0' } }),
+      'index.js':
+        "const db = new (require('better-sqlite3'))(':memory:');\nconst v = db.prepare(\"SELECT 'sqlite ' || sqlite_version() AS v\").get().v;\nrequire('http').createServer((q, s) => s.end(`${v}\\n`)).listen(process.env.PORT);\n",
+    });
+    const r = await ok(build(dir, 'sq'));
+    expect(r.stdout).toMatch(/Compiling on the stack's build image/);
+    expect(r.stdout).toMatch(/npm 10\.\d+\.\d+ \(ships with Node\.js v22\./);
+    expect(r.stdout).toMatch(/ok: native module better-sqlite3@12\./);
+    // The release (and its slug) records the run image, never the build variant it was compiled on.
+    const [rel] = (await releases('sq')) as { slug: string; stack: { digest: string } }[];
+    expect(stack.build.digest).not.toBe(stack.digest);
+    expect(rel!.stack.digest).toBe(stack.digest);
+    const meta = await verifySlugManifest(await OciLayout.open(join(home, 'images'), { create: false }), rel!.slug as never, 'slug');
+    expect(meta.stack.digest).toBe(stack.digest);
+    expect(await answer('sq')).toMatch(/^sqlite 3\.\d+/);
+    const probe = await slipway(home, ['run', 'sq', '--runtime', 'container', '--', "command -v g++ || echo no-g++; command -v make || echo no-make; node -e \"new (require('better-sqlite3'))(':memory:'); console.log('loads')\""]);
+    expect(probe.stdout).toBe('no-g++\nno-make\nloads\n');
+  }, 600_000);
+
+  it('fails the build, with the reason, when a native dependency does not compile or its install script is skipped', async () => {
+    const broken = await app({ 'package.json': pkgJson({ dependencies: { 'tiny-addon': 'file:./addon' } }), 'index.js': '', ...ADDON, 'addon/tiny.c': '#error this addon does not compile\n' });
+    const r = await build(broken, 'broken');
+    expect(r.code).toBe(1);
+    expect(r.stdout + r.stderr).toMatch(/#error this addon does not compile/);
+    expect(r.stdout + r.stderr).toMatch(/npm could not install the dependencies/);
+    expect(await releases('broken')).toEqual([]);
+
+    // Install scripts not run (as npm 12 and pnpm 10 do by default): the build says so.
+    const skipped = await app({ 'package.json': pkgJson({ dependencies: { 'tiny-addon': 'file:./addon' } }), 'index.js': '', '.npmrc': 'ignore-scripts=true\n', ...ADDON });
+    const s = await build(skipped, 'skipped');
+    expect(s.code).toBe(1);
+    expect(s.stdout + s.stderr).toMatch(/error: native module tiny-addon@1\.0\.0 \(node_modules\/tiny-addon\) has no compiled \.node file: its install script did not run/);
+    expect(await releases('skipped')).toEqual([]);
+
+    // npm 12 (asked for by engines.npm) blocks install scripts not approved: the same refusal.
+    const npm12 = await app({ 'package.json': pkgJson({ engines: { npm: '12.x' }, dependencies: { 'tiny-addon': 'file:./addon' } }), 'index.js': '', ...ADDON });
+    const n = await build(npm12, 'npm12');
+    expect(n.code).toBe(1);
+    expect(n.stdout).toMatch(/npm 12\.\d+\.\d+ \(engines\.npm or packageManager asks for 12\.x\)/);
+    expect(n.stdout).toMatch(/error: native module tiny-addon@1\.0\.0 .* has no compiled \.node file/);
+    expect(await releases('npm12')).toEqual([]);
+  }, 600_000);
+
+  it('builds and runs a yarn classic app (yarn.lock) on an end-of-life Node.js, warning about it', async () => {
+    const dir = await app({
+      'package.json': pkgJson({ engines: { node: '20.x' }, dependencies: { ms: '^2.1.3' } }),
+      'yarn.lock': `# yarn lockfile v1\n\n\nms@^2.1.3:\n  version "2.1.3"\n  resolved "https://registry.npmjs.org/ms/-/ms-2.1.3.tgz"\n  integrity ${MS_INTEGRITY}\n`,
+      'index.js': MS_SERVER,
+    });
+    const r = await ok(build(dir, 'classic'));
+    const out = r.stdout + r.stderr;
+    expect(out).toMatch(/Installing yarn \(yarn\.lock\)/);
+    expect(out).toMatch(/yarn 1\.22\.\d+/);
+    expect(out).toMatch(/Node\.js 20 reached end-of-life on 2026-04-30/);
+    expect(await answer('classic')).toMatch(/^ms says 1m on v20\./);
+  }, 300_000);
+
+  it('builds and runs a yarn berry app (packageManager, nodeLinker node-modules)', async () => {
+    const dir = await app({
+      'package.json': pkgJson({ packageManager: 'yarn@4.5.3', dependencies: { ms: '^2.1.3' } }),
+      '.yarnrc.yml': 'nodeLinker: node-modules\n',
+      'index.js': MS_SERVER,
+    });
+    const r = await ok(build(dir, 'berry'));
+    expect(r.stdout + r.stderr).toMatch(/Installing yarn \(packageManager yarn@4\.5\.3\)/);
+    expect(r.stdout + r.stderr).not.toMatch(/end-of-life/);
+    expect(await answer('berry')).toMatch(/^ms says 1m on v26\./);
+  }, 300_000);
+
+  it('builds and runs a pnpm app (pnpm-lock.yaml)', async () => {
+    const dir = await app({
+      'package.json': pkgJson({ dependencies: { ms: '^2.1.3' } }),
+      'pnpm-lock.yaml': `lockfileVersion: '9.0'\n\nsettings:\n  autoInstallPeers: true\n  excludeLinksFromLockfile: false\n\nimporters:\n\n  .:\n    dependencies:\n      ms:\n        specifier: ^2.1.3\n        version: 2.1.3\n\npackages:\n\n  ms@2.1.3:\n    resolution: {integrity: ${MS_INTEGRITY}}\n\nsnapshots:\n\n  ms@2.1.3: {}\n`,
+      'index.js': MS_SERVER,
+    });
+    const r = await ok(build(dir, 'pn'));
+    expect(r.stdout + r.stderr).toMatch(/Installing pnpm \(pnpm-lock\.yaml\)/);
+    expect(await answer('pn')).toMatch(/^ms says 1m on v26\./);
+  }, 300_000);
 });

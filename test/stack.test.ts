@@ -1,4 +1,5 @@
 import { mkdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ok, run, slipway } from './helpers/cli.js';
@@ -64,6 +65,33 @@ describe('stacks', () => {
     await ok(run('skopeo', ['inspect', `oci:${join(home, 'images')}:stacks/other:${v1.digest.slice(7)}`]));
   });
 
+  it('keeps a run image and its build variant as one stack version', async () => {
+    const home = await tempDir();
+    const runFs = await tinyRootfs();
+    const buildFs = await tinyRootfs('VARIANT=build\n');
+    const v1 = JSON.parse((await ok(slipway(home, ['--json', 'stack', 'import', 'tiny', `dir:${runFs}`, '--build', `dir:${buildFs}`]))).stdout) as StackJson & { build: { digest: string } };
+    expect(v1).toMatchObject({ version: 1, created: true });
+    expect(v1.build.digest).toMatch(/^sha256:/);
+    expect(v1.build.digest).not.toBe(v1.digest);
+    const text = (await ok(slipway(home, ['stack', 'ls']))).stdout;
+    expect(text).toContain(v1.build.digest.slice(0, 19));
+    expect((await ok(slipway(home, ['stack', 'inspect', 'tiny@v1']))).stdout).toMatch(new RegExp(`Build: +${v1.build.digest} \\(.*builds run on it\\)`));
+    // The same run content with a new build variant is still v1 (slugs and dynos are unchanged).
+    const newer = await tinyRootfs('VARIANT=build\nCOMPILER=newer\n');
+    const again = JSON.parse((await ok(slipway(home, ['--json', 'stack', 'import', 'tiny', `dir:${runFs}`, '--build', `dir:${newer}`]))).stdout) as StackJson & { build: { digest: string } };
+    expect(again).toMatchObject({ version: 1, created: false, digest: v1.digest });
+    expect(again.build.digest).not.toBe(v1.build.digest);
+    // Restrictions name the version by either image.
+    const doc = join(await tempDir(), 'r.yaml');
+    await writeFile(doc, `apiVersion: slipway/v1\nkind: Restrictions\nmetadata: { name: t }\nrules:\n  base.allowed: { severity: deny, stacks: ['${again.build.digest}'] }\n`);
+    const checked = await slipway(home, ['--json', 'check', `oci:${join(home, 'images')}:stacks/tiny:${v1.digest.slice(7)}`, '--restrictions', doc]);
+    expect(checked.stdout).not.toMatch(/which this host does not have/);
+    expect(JSON.parse(checked.stdout)).toMatchObject({ verdict: 'allow' });
+    // Removing the version removes both images' tags.
+    await ok(slipway(home, ['stack', 'rm', 'tiny@v1']));
+    for (const d of [v1.digest, again.build.digest]) expect((await run('skopeo', ['inspect', '--raw', `oci:${join(home, 'images')}:stacks/tiny:${d.slice(7)}`])).code).not.toBe(0);
+  });
+
   it('names what is missing', async () => {
     const home = await tempDir();
     const none = await slipway(home, ['stack', 'inspect']);
@@ -72,15 +100,20 @@ describe('stacks', () => {
     expect((await slipway(home, ['stack', 'import', 'Bad Name', 'dir:/'])).code).toBe(2);
   });
 
-  it('bootstraps a real Debian stack with debootstrap', async () => {
+  it('bootstraps a real Debian stack with debootstrap: a run image and its build variant', async () => {
     const home = await tempDir();
     const r = await ok(slipway(home, ['--json', 'stack', 'bootstrap', 'bookworm', '--include', 'ca-certificates']));
-    const s = JSON.parse(r.stdout) as StackJson & { steps: number; size: number };
+    const s = JSON.parse(r.stdout) as StackJson & { steps: number; size: number; build: { digest: string } };
+    // The build variant is the run image plus compilers, in the same version; the run image has none.
+    const build = join(await tempDir(), 'build');
+    await ok(slipway(home, ['image', 'unpack', `oci:${join(home, 'images')}:stacks/bookworm:${s.build.digest.slice(7)}`, build]));
+    for (const tool of ['usr/bin/g++', 'usr/bin/make', 'usr/bin/python3', 'usr/bin/pkg-config', 'usr/include/openssl/ssl.h', 'etc/debian_version']) expect(existsSync(join(build, tool))).toBe(true);
     expect(s).toMatchObject({ name: 'bookworm', version: 1, created: true });
     expect(s.steps).toBeGreaterThan(10);
     const root = join(await tempDir(), 'unpacked');
     await ok(slipway(home, ['image', 'unpack', `oci:${join(home, 'images')}:stacks/bookworm:${s.digest.slice(7)}`, root]));
     expect((await ok(run('cat', [join(root, 'etc/debian_version')]))).stdout).toMatch(/^12\./);
     expect((await ok(run('ls', [join(root, 'etc/ssl/certs')]))).stdout).toMatch(/\.pem/);
+    expect(existsSync(join(root, 'usr/bin/g++'))).toBe(false);
   }, 300_000);
 });

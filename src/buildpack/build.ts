@@ -203,6 +203,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     debug('build', () => 'source copied, buildpacks fetched');
     runtime = await opts.runtime(dirs);
     debug('build', () => `runtime ${runtime!.name} ready`);
+    if (runtime.name === 'container') {
+      const b = opts.stack.build;
+      say(indent(b ? `Compiling on the stack's build image (${b.digest.slice(0, 19)}); the slug runs on its run image (${opts.stack.digest.slice(0, 19)})` : 'Compiling on the run image: this stack version has no build variant (no compilers)'));
+    }
     if (runtime.name === 'container' && process.getuid?.() === 0) {
       // The build runs as the unprivileged app user, who must own what it writes.
       await run('chown', ['-R', '1000:1000', dirs.app, dirs.cache, dirs.buildpacks]);

@@ -14,13 +14,13 @@ import { ContainerBuildRuntime, BUILD_CONTAINER_PREFIX } from '../runtime/build-
 import { ProcessBuildRuntime } from '../runtime/build-process.js';
 import { reapContainers } from '../runtime/oci-runtime.js';
 import { listStacks, resolveStack, type Stack } from '../stack/stacks.js';
-import { unpackedStack } from '../stack/unpacked.js';
+import { unpackedBuildStack } from '../stack/unpacked.js';
 import { formatBytes, table } from './format.js';
 import { print, withDb } from './shared.js';
 import type { Globals } from './main.js';
 
 
-/** The edge decides where build steps run: a container on the stack when possible, else processes. */
+/** The edge decides where build steps run: a container on the stack's build variant when possible, else processes. */
 function buildRuntimeFactory(home: string, stack: Stack, wanted: string, warn: (s: string) => void): (dirs: BuildDirs) => Promise<BuildRuntime> {
   return async (dirs) => {
     const processes = (): BuildRuntime => new ProcessBuildRuntime(dirs.app, dirs.cache, dirs.env, dirs.buildpacks);
@@ -28,7 +28,7 @@ function buildRuntimeFactory(home: string, stack: Stack, wanted: string, warn: (
     const stateRoot = join(home, 'run');
     try {
       for (const rt of ['runc', 'crun']) await reapContainers({ name: rt, root: join(stateRoot, rt), cgroups: 'runtime' }, BUILD_CONTAINER_PREFIX);
-      const rootfs = await unpackedStack(home, stack);
+      const rootfs = await unpackedBuildStack(home, stack);
       const { runtime, why } = await ContainerBuildRuntime.open(stateRoot, rootfs, dirs, join(dirs.root, 'bundles'));
       for (const w of why) warn(`note: ${w}; using ${runtime.runtimeName}`);
       return runtime;
@@ -141,7 +141,7 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
         // First use on a fresh host: the default stack is bootstrapped once, with progress.
         const none = o.stack === undefined && listStacks(db).length === 0;
         if (none) {
-          if (!g.quiet) process.stderr.write(`No stack on this host yet: bootstrapping the default one, ${DEFAULT_STACK.name} (Debian minbase + ${DEFAULT_STACK.include.join(', ')}), once.\n`);
+          if (!g.quiet) process.stderr.write(`No stack on this host yet: bootstrapping the default one, ${DEFAULT_STACK.name} (Debian minbase + ${DEFAULT_STACK.include.join(', ')}, and its build variant with compilers), once.\n`);
           const { stack: st } = await bootstrapStack(g, db, DEFAULT_STACK.name, DEFAULT_STACK);
           if (!g.quiet) process.stderr.write(`stack ${st.name}@v${st.version} ready (${st.digest})\n`);
         }

@@ -170,7 +170,9 @@ export async function resolveAllowedBases(doc: Restrictions, db: Db | undefined,
   const stacks: Stack[] = [];
   if (!rule && usesHostStacks(doc)) stacks.push(...((db?.prepare('SELECT * FROM stacks ORDER BY name, version').all() ?? []) as Stack[]));
   for (const spec of rule?.stacks ?? []) {
-    const rows = (db?.prepare(spec.startsWith('sha256:') ? 'SELECT * FROM stacks WHERE digest = ?' : 'SELECT * FROM stacks WHERE name = ?').all(spec) ?? []) as Stack[];
+    // A build variant's digest names its stack version: slugs and images sit on the run image.
+    const byDigest = spec.startsWith('sha256:');
+    const rows = (db?.prepare(byDigest ? 'SELECT * FROM stacks WHERE digest = ? OR build_digest = ?' : 'SELECT * FROM stacks WHERE name = ?').all(...(byDigest ? [spec, spec] : [spec])) ?? []) as Stack[];
     if (rows.length === 0) throw new SlipwayError(`base.allowed names stack "${spec}", which this host does not have`, { hint: 'import it (slipway stack import NAME SOURCE) or list its layer digests under base.allowed.layers' });
     stacks.push(...rows);
   }

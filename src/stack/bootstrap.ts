@@ -3,6 +3,9 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { SlipwayError } from '../errors.js';
+import type { Db } from '../store/db.js';
+import { addBuildPackages, BUILD_PACKAGES } from './build-variant.js';
+import { copyStackImage, recordStack, type Stack, type StackImage } from './stacks.js';
 
 export interface BootstrapOptions {
   suite: string;
@@ -55,4 +58,28 @@ export async function withDebootstrap<T>(scratchParent: string, opts: BootstrapO
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A stack version from Debian: debootstrap the run image, import it, then (unless `build` is
+ * false) install the build packages over the same tree and import that as its build variant.
+ */
+export async function bootstrapStack(
+  db: Db,
+  home: string,
+  name: string,
+  opts: BootstrapOptions & { build: boolean; onPhase?: (phase: string) => void; onBuildLine?: (line: string) => void },
+): Promise<{ stack: Stack; created: boolean }> {
+  return withDebootstrap(join(home, 'tmp'), opts, async (rootfs) => {
+    opts.onPhase?.('importing the run image');
+    const run = await copyStackImage({ home }, name, `dir:${rootfs}`);
+    let build: StackImage | undefined;
+    if (opts.build) {
+      opts.onPhase?.(`making the build variant: apt-get install ${BUILD_PACKAGES.join(' ')}`);
+      await addBuildPackages(rootfs, { ...(opts.onBuildLine && { onLine: opts.onBuildLine }) });
+      opts.onPhase?.('importing the build variant');
+      build = await copyStackImage({ home }, name, `dir:${rootfs}`);
+    }
+    return recordStack(db, name, `debootstrap ${opts.suite}`, run, build);
+  });
 }

@@ -9,15 +9,24 @@ import { OciLayout } from '../store/layout.js';
 import { OciLayoutDestination } from '../transport/oci-layout.js';
 import { openSource, type TransportContext } from '../transport/open.js';
 
-/** One version of a stack: an image in the store, by digest. */
-export interface Stack {
-  name: string;
-  version: number;
+/** One image of a stack version in the store. */
+export interface StackImage {
   digest: string;
-  source: string;
   /** Compressed bytes of its layers. */
   size: number;
+}
+
+/**
+ * One version of a stack: its run image (what dynos, exports and rebases sit on, and what a
+ * slug records) by digest, and optionally its build variant (the run image plus compilers and
+ * headers) where builds run. The pair is one version: restrictions and rebases name it by either.
+ */
+export interface Stack extends StackImage {
+  name: string;
+  version: number;
+  source: string;
   createdAt: string;
+  build?: StackImage;
 }
 
 interface StackRow {
@@ -27,9 +36,19 @@ interface StackRow {
   source: string;
   size: number;
   created_at: string;
+  build_digest: string | null;
+  build_size: number | null;
 }
 
-const fromRow = (r: StackRow): Stack => ({ name: r.name, version: r.version, digest: r.digest, source: r.source, size: r.size, createdAt: r.created_at });
+const fromRow = (r: StackRow): Stack => ({
+  name: r.name,
+  version: r.version,
+  digest: r.digest,
+  source: r.source,
+  size: r.size,
+  createdAt: r.created_at,
+  ...(r.build_digest !== null && { build: { digest: r.build_digest, size: r.build_size ?? 0 } }),
+});
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const DEFAULT_KEY = 'default_stack';
@@ -45,17 +64,10 @@ export function stackTag(name: string, digest: string): string {
 }
 
 /**
- * Imports an image (any transport, or dir:ROOTFS) as a version of stack NAME: the host's
- * platform is picked from an index, layers are checked as they enter the store, and the same
- * content imported again is the same version. The first stack imported becomes the default.
+ * Copies an image (any transport, or dir:ROOTFS) into the store under stack NAME's tag: the
+ * host's platform is picked from an index and layers are checked as they enter the store.
  */
-export async function importStack(
-  db: Db,
-  ctx: TransportContext,
-  name: string,
-  source: string,
-  events?: CopyEvents,
-): Promise<{ stack: Stack; created: boolean }> {
+export async function copyStackImage(ctx: TransportContext, name: string, source: string, events?: CopyEvents): Promise<StackImage> {
   checkStackName(name);
   const layout = await OciLayout.open(imageStorePath(ctx.home), { create: true });
   const src = await openSource(source, { ...ctx, scratch: await layout.scratchDir() });
@@ -64,20 +76,54 @@ export async function importStack(
     const image = await resolvePlatform(src, await src.getManifest(), hostPlatform());
     dst = new OciLayoutDestination(`stack ${name}`, layout, stackTag(name, image.digest), true);
     await copyImage(src, dst, { platform: hostPlatform(), ...(events && { events }) });
-    const size = image.manifest.layers.reduce((a, l) => a + l.size, 0);
-    return db.transaction(() => {
-      const existing = db.prepare('SELECT * FROM stacks WHERE name = ? AND digest = ?').get(name, image.digest) as StackRow | undefined;
-      if (existing) return { stack: fromRow(existing), created: false };
-      const next = ((db.prepare('SELECT MAX(version) AS v FROM stacks WHERE name = ?').get(name) as { v: number | null }).v ?? 0) + 1;
-      const row: StackRow = { name, version: next, digest: image.digest, source, size, created_at: new Date().toISOString() };
-      db.prepare('INSERT INTO stacks (name, version, digest, source, size, created_at) VALUES (@name, @version, @digest, @source, @size, @created_at)').run(row);
-      if (getSetting(db, DEFAULT_KEY) === undefined) setSetting(db, DEFAULT_KEY, name);
-      return { stack: fromRow(row), created: true };
-    }).immediate();
+    return { digest: image.digest, size: image.manifest.layers.reduce((a, l) => a + l.size, 0) };
   } finally {
     await src.close();
     await dst?.close();
   }
+}
+
+/**
+ * Records a run image (and its build variant) already in the store as a version of stack NAME.
+ * The same run content is the same version; a build variant given for it is recorded with it
+ * (replacing an earlier one: builds then compile with the new one, while dynos and slugs are
+ * unchanged). The first stack recorded becomes the default.
+ */
+export function recordStack(db: Db, name: string, source: string, run: StackImage, build?: StackImage): { stack: Stack; created: boolean } {
+  return db.transaction(() => {
+    const existing = db.prepare('SELECT * FROM stacks WHERE name = ? AND digest = ?').get(name, run.digest) as StackRow | undefined;
+    if (existing) {
+      if (build && existing.build_digest !== build.digest) {
+        db.prepare('UPDATE stacks SET build_digest = ?, build_size = ? WHERE name = ? AND version = ?').run(build.digest, build.size, name, existing.version);
+        return { stack: fromRow({ ...existing, build_digest: build.digest, build_size: build.size }), created: false };
+      }
+      return { stack: fromRow(existing), created: false };
+    }
+    const next = ((db.prepare('SELECT MAX(version) AS v FROM stacks WHERE name = ?').get(name) as { v: number | null }).v ?? 0) + 1;
+    const row: StackRow = { name, version: next, digest: run.digest, source, size: run.size, created_at: new Date().toISOString(), build_digest: build?.digest ?? null, build_size: build?.size ?? null };
+    db.prepare(
+      'INSERT INTO stacks (name, version, digest, source, size, created_at, build_digest, build_size) VALUES (@name, @version, @digest, @source, @size, @created_at, @build_digest, @build_size)',
+    ).run(row);
+    if (getSetting(db, DEFAULT_KEY) === undefined) setSetting(db, DEFAULT_KEY, name);
+    return { stack: fromRow(row), created: true };
+  }).immediate();
+}
+
+/**
+ * Imports an image (any transport, or dir:ROOTFS) as a version of stack NAME, with `build` as
+ * its build variant when given. The same content imported again is the same version.
+ */
+export async function importStack(
+  db: Db,
+  ctx: TransportContext,
+  name: string,
+  source: string,
+  events?: CopyEvents,
+  build?: string,
+): Promise<{ stack: Stack; created: boolean }> {
+  const run = await copyStackImage(ctx, name, source, events);
+  const buildImage = build === undefined ? undefined : await copyStackImage(ctx, name, build, events);
+  return recordStack(db, name, source, run, buildImage);
 }
 
 export function listStacks(db: Db): (Stack & { isDefault: boolean; releases: number })[] {
@@ -142,13 +188,16 @@ export async function removeStack(db: Db, home: string, spec: string, force: boo
     }
   }).immediate();
   const layout = await OciLayout.open(imageStorePath(home), { create: true });
-  const stillUsed = new Set((db.prepare('SELECT digest FROM stacks WHERE name = ?').all(name) as { digest: string }[]).map((r) => r.digest));
-  for (const s of victims) if (!stillUsed.has(s.digest)) await layout.untag(stackTag(s.name, s.digest));
+  const kept = db.prepare('SELECT digest, build_digest FROM stacks WHERE name = ?').all(name) as { digest: string; build_digest: string | null }[];
+  const stillUsed = new Set(kept.flatMap((r) => [r.digest, r.build_digest]));
+  for (const s of victims) {
+    for (const d of [s.digest, s.build?.digest]) if (d !== undefined && !stillUsed.has(d)) await layout.untag(stackTag(s.name, d));
+  }
   return victims;
 }
 
-/** The stack version with this image digest, if this host has it. */
+/** The stack version with this image digest (its run image or its build variant), if this host has it. */
 export function findStackByDigest(db: Db, digest: string): Stack | undefined {
-  const row = db.prepare('SELECT * FROM stacks WHERE digest = ? ORDER BY version DESC LIMIT 1').get(digest) as StackRow | undefined;
+  const row = db.prepare('SELECT * FROM stacks WHERE digest = ? OR build_digest = ? ORDER BY version DESC LIMIT 1').get(digest, digest) as StackRow | undefined;
   return row ? fromRow(row) : undefined;
 }

@@ -16,8 +16,21 @@ const MOUNT_POINTS = ['app', 'workspace', 'tmp', 'proc', 'sys', 'dev', 'etc/ssl/
  * shared read-only by every build and dyno (dynos starting together share one unpack).
  */
 export async function unpackedStack(home: string, stack: Stack): Promise<string> {
-  const dir = await directoryOnce(join(home, 'stacks', hexOf(stack.digest as Digest)), async (tmp) => {
-    const src = await OciLayoutSource.open(`stack ${stack.name}@v${stack.version}`, imageStorePath(home), stackTag(stack.name, stack.digest));
+  return unpackedImage(home, stack.name, `stack ${stack.name}@v${stack.version}`, stack.digest);
+}
+
+/**
+ * Where builds run: the stack version's build variant (compilers, headers) when it has one,
+ * else its run image.
+ */
+export async function unpackedBuildStack(home: string, stack: Stack): Promise<string> {
+  if (stack.build === undefined) return unpackedStack(home, stack);
+  return unpackedImage(home, stack.name, `stack ${stack.name}@v${stack.version} (build)`, stack.build.digest);
+}
+
+async function unpackedImage(home: string, name: string, what: string, digest: string): Promise<string> {
+  const dir = await directoryOnce(join(home, 'stacks', hexOf(digest as Digest)), async (tmp) => {
+    const src = await OciLayoutSource.open(what, imageStorePath(home), stackTag(name, digest));
     try {
       await unpackImage(src, join(tmp, 'rootfs'));
     } finally {

@@ -51,6 +51,9 @@ const MIGRATIONS: string[] = [
   `ALTER TABLE releases ADD COLUMN status TEXT NOT NULL DEFAULT 'succeeded' CHECK (status IN ('pending', 'succeeded', 'failed'));
    ALTER TABLE releases ADD COLUMN release_command TEXT;
    ALTER TABLE releases ADD COLUMN phase_pid INTEGER;`,
+  // A stack version's build variant (its run image plus compilers and headers), where builds run.
+  `ALTER TABLE stacks ADD COLUMN build_digest TEXT;
+   ALTER TABLE stacks ADD COLUMN build_size INTEGER;`,
 ];
 
 /** Where a home's metadata database is. */

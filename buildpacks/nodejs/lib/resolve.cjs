@@ -1,7 +1,9 @@
-// Resolves a version for the nodejs buildpack, run with the bootstrap node:
-//   node resolve.js node META.json PACKAGE_JSON      -> the node version engines.node asks for
-//   node resolve.js npm  META.json NODE_VERSION RANGE -> the newest npm that supports that node
-// META.json is the npm registry's (abbreviated) metadata of node-linux-<arch> or npm.
+// Resolves a version for the nodejs buildpack, run with any node at hand:
+//   node resolve.cjs node META.json PACKAGE_JSON                -> the node version engines.node asks for
+//   node resolve.cjs pkg  META.json NODE_VERSION RANGE [BEFORE] -> the newest release in RANGE that
+//                                                                 supports that node (published before BEFORE)
+//   node resolve.cjs satisfies VERSION RANGE                    -> exit 0 when VERSION is in RANGE
+// META.json is the npm registry's metadata of node-linux-<arch>, npm, yarn, pnpm...
 'use strict';
 const fs = require('fs');
 
@@ -64,6 +66,11 @@ function newest(versions, ok) {
 }
 
 const [kind, metaFile, arg, range] = process.argv.slice(2);
+// node resolve.cjs satisfies VERSION RANGE -> exit 0 when VERSION is in RANGE
+if (kind === 'satisfies') {
+  const v = parse(metaFile);
+  process.exit(v && satisfies(arg)(v) ? 0 : 1);
+}
 const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8'));
 const versions = Object.keys(meta.versions || {});
 try {
@@ -84,15 +91,19 @@ try {
       throw new Error(`no Node.js version satisfies engines.node "${wanted}"; available majors: ${majors.join(', ')}`);
     }
     process.stdout.write(`${hit.s}\n`);
-  } else if (kind === 'npm') {
+  } else if (kind === 'pkg') {
     const node = parse(arg);
     const ok = satisfies(range || '*');
+    const before = process.argv[6] ? Date.parse(process.argv[6]) : NaN;
+    const times = meta.time || {};
     const hit = newest(versions, (v) => {
       if (!ok(v)) return false;
+      const at = Date.parse(times[`${v.major}.${v.minor}.${v.patch}`]);
+      if (!Number.isNaN(before) && !Number.isNaN(at) && at > before) return false;
       const engines = (meta.versions[`${v.major}.${v.minor}.${v.patch}`] || {}).engines || {};
       return !engines.node || satisfies(engines.node)(node);
     });
-    if (!hit) throw new Error(`no npm version satisfies "${range || '*'}" on Node.js ${arg}`);
+    if (!hit) throw new Error(`no ${meta.name || 'package'} version satisfies "${range || '*'}" on Node.js ${arg}`);
     process.stdout.write(`${hit.s}\n`);
   } else {
     throw new Error(`unknown kind ${kind}`);
