@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
@@ -31,6 +31,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   } else {
     const dir = await mkdtemp(join(tmpdir(), 'slipway-build-rootfs-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await chmod(dir, 0o755);
     const started = Date.now();
     const r = spawnSync('cp', ['-a', rootfs, join(dir, 'rootfs')], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`cp -a ${rootfs}: ${r.stderr}`);
@@ -48,6 +49,8 @@ async function runRootfs(cleanups: (() => Promise<void>)[]): Promise<string> {
   if (isRootfs(reuse)) return reuse;
   const dir = await mkdtemp(join(tmpdir(), 'slipway-debootstrap-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  // mkdtemp makes it 0700: containers that use the tree as their root run as an unprivileged host uid.
+  await chmod(dir, 0o755);
   const rootfs = join(dir, 'rootfs');
   const started = Date.now();
   // With what the nodejs buildpack needs to fetch and run Node.js: the run image of the test stack.

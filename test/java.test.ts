@@ -1,13 +1,13 @@
 import { execFileSync } from 'node:child_process';
-import { createReadStream, existsSync } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
-import { join, normalize } from 'node:path';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { ok, slipway, type RunResult } from './helpers/cli.js';
 import { unpackSlug } from './helpers/buildpacks.js';
 import { httpGet } from './helpers/apps.js';
+import { startInternet } from './helpers/internet.js';
 import { freePort } from './helpers/registry.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -134,24 +134,28 @@ describe('the java buildpack on a Debian stack with Java and Maven', () => {
   }, 300_000);
 
   it('resolves from the repository MAVEN_REPOSITORY_URL names, or the one an app\'s settings.xml names, when it answers', async () => {
-    // A real HTTP Maven repository on loopback: the Java stack's own /usr/share/maven-repo, served as files.
+    // A real HTTP Maven repository out on "the internet" (builds cannot reach the host's own
+    // listeners): the Java stack's /usr/share/maven-repo, served as files; it prints what it serves.
     const stacks = join(home, 'stacks');
     const stack = (await readdir(stacks)).map((d) => join(stacks, d, 'rootfs/usr/share/maven-repo')).find((d) => existsSync(d))!;
-    const fetched: string[] = [];
-    const server = createServer((req, res) => {
-      const path = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)).replace(/^\/maven2\//, '');
-      const file = join(stack, path);
-      if (!file.startsWith(`${stack}/`)) return void res.writeHead(400).end();
-      stat(file).then((st) => {
-        if (!st.isFile()) throw new Error('not a file');
-        fetched.push(path);
+    const server = await startInternet(`
+      const { createReadStream, statSync } = require('node:fs');
+      const { join, normalize } = require('node:path');
+      const root = process.env.REPO;
+      require('node:http').createServer((req, res) => {
+        const path = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)).replace(/^\\/maven2\\//, '');
+        const file = join(root, path);
+        let st;
+        try { st = statSync(file); } catch { st = undefined; }
+        if (!file.startsWith(root + '/') || !st?.isFile()) return void res.writeHead(404).end();
+        console.log(path);
         res.writeHead(200, { 'content-length': st.size });
         if (req.method === 'HEAD') return void res.end();
         createReadStream(file).pipe(res);
-      }).catch(() => res.writeHead(404).end());
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/maven2`;
+      }).listen(Number(process.env.PORT), process.env.ADDR, () => console.log('ready'));
+    `, { REPO: stack });
+    const fetched = server.lines;
+    const url = `http://${server.address}:${server.port}/maven2`;
     try {
       await ok(slipway(home, ['apps', 'create', 'jrepo']));
       await ok(slipway(home, ['config', 'set', 'jrepo', `MAVEN_REPOSITORY_URL=${url}`]));
