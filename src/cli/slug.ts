@@ -5,7 +5,7 @@ import { imageStorePath } from '../home.js';
 import { getApp } from '../release/apps.js';
 import { addRelease, builtRelease } from '../release/releases.js';
 import { findStackByDigest } from '../stack/stacks.js';
-import { slugStoreRef, slugTag, verifySlugManifest } from '../slug/slug.js';
+import { slugDiffIds, slugStoreRef, slugTag, verifySlugManifest } from '../slug/slug.js';
 import { OciLayout } from '../store/layout.js';
 import { OciLayoutDestination } from '../transport/oci-layout.js';
 import { openDestination, openSource } from '../transport/open.js';
@@ -60,7 +60,7 @@ export function registerSlugCommands(program: Command, globals: () => Globals): 
         const layout = await OciLayout.open(imageStorePath(g.home), { create: true });
         try {
           const top = await src.getManifest();
-          const dst = new OciLayoutDestination(`slug for ${app.name}`, layout, slugTag(app.name, top.digest), true);
+          const dst = new OciLayoutDestination(`slug for ${app.name}`, layout, slugTag(app.name, top.digest), true, slugDiffIds);
           try {
             await copyImage(src, dst);
           } finally {

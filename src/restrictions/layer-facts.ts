@@ -11,16 +11,16 @@ import { pipeline } from 'node:stream/promises';
 import { PassThrough } from 'node:stream';
 import { Hasher, hexOf, VerifyingStream, type Digest } from '../oci/digest.js';
 import { decompress } from '../oci/compression.js';
-import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from '../oci/tar/extract.js';
 import type { EntryType } from '../oci/tar/header.js';
 import { limitsFromEnv, readTar } from '../oci/tar/reader.js';
+import { whiteoutOf } from '../oci/tar/whiteout.js';
 import type { Descriptor } from '../oci/types.js';
 import { writeFileAtomic } from '../store/atomic.js';
 import { streamed } from '../memory.js';
 import type { ImageSource } from '../transport/types.js';
 
 /** Bump when the facts' shape or meaning changes: old cache entries are then ignored. */
-const FACTS_VERSION = 1;
+const FACTS_VERSION = 2;
 /** Small files whose content rules read. */
 export const CAPTURED = ['etc/passwd', 'etc/group', 'app/app.json'] as const;
 const MAX_CAPTURE = 1024 * 1024;
@@ -45,6 +45,8 @@ export interface FileFact {
 export interface LayerFacts {
   version: number;
   digest: string;
+  /** Digest of the uncompressed tar: what the config's rootfs.diff_ids must say. */
+  diffId: string;
   uncompressedSize: number;
   entries: number;
   /** Every path the layer puts in place (whiteouts excluded); directories end with '/'. */
@@ -62,9 +64,10 @@ function isNotable(f: FileFact): boolean {
     || (f.type !== 'symlink' && (f.mode & 0o002) !== 0) || f.uid !== 0 || f.gid !== 0;
 }
 
-/** Passes inflated bytes on, counting them for the scavenger (they are most of the garbage). */
-async function* counted(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+/** Passes inflated bytes on, hashed (the diff_id) and counted for the scavenger (they are most of the garbage). */
+async function* counted(source: AsyncIterable<Buffer>, diff: Hasher): AsyncGenerator<Buffer> {
   for await (const chunk of source) {
+    diff.update(chunk);
     streamed(chunk.length);
     yield chunk;
   }
@@ -72,17 +75,16 @@ async function* counted(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
 
 /** Parses an uncompressed-or-compressed layer stream into facts (the digest is the caller's to prove). */
 async function readFacts(out: AsyncIterable<Buffer>, digest: string, where: string): Promise<LayerFacts> {
-  const facts: LayerFacts = { version: FACTS_VERSION, digest, uncompressedSize: 0, entries: 0, paths: [], notable: [], whiteouts: [], opaque: [], captured: {} };
-  for await (const entry of readTar(counted(decompress(out, where, { chunkSize: INFLATE_CHUNK })), where, limitsFromEnv())) {
+  const facts: LayerFacts = { version: FACTS_VERSION, digest, diffId: '', uncompressedSize: 0, entries: 0, paths: [], notable: [], whiteouts: [], opaque: [], captured: {} };
+  const diff = new Hasher();
+  for await (const entry of readTar(counted(decompress(out, where, { chunkSize: INFLATE_CHUNK }), diff), where, limitsFromEnv())) {
     const h = entry.header;
     facts.entries++;
     facts.uncompressedSize += h.size;
-    const slash = h.path.lastIndexOf('/');
-    const base = h.path.slice(slash + 1);
-    if (base.startsWith(WHITEOUT_PREFIX)) {
-      const dir = h.path.slice(0, slash + 1);
-      if (base === OPAQUE_WHITEOUT) facts.opaque.push(dir.slice(0, -1));
-      else facts.whiteouts.push(dir + base.slice(WHITEOUT_PREFIX.length));
+    const wo = whiteoutOf(h.path, where);
+    if (wo !== undefined) {
+      if (wo.kind === 'opaque') facts.opaque.push(wo.dir);
+      else facts.whiteouts.push(wo.victim);
       continue;
     }
     facts.paths.push(h.type === 'dir' ? `${h.path}/` : h.path);
@@ -95,6 +97,7 @@ async function readFacts(out: AsyncIterable<Buffer>, digest: string, where: stri
       facts.captured[h.path as (typeof CAPTURED)[number]] = Buffer.concat(chunks).toString('utf8');
     }
   }
+  facts.diffId = diff.digest();
   return facts;
 }
 

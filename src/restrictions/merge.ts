@@ -47,13 +47,15 @@ export function mergeLayers(layers: LayerFacts[]): MergedFiles {
     for (const a of ancestors(path)) under.set(a, under.get(a)! - 1);
     hidden.push({ ...f, hiddenBy: by });
   };
+  /** Whether `p` lies under `dir` ('' is the root: an opaque marker at the top empties everything below). */
+  const within = (p: string, dir: string): boolean => dir === '' || p.startsWith(`${dir}/`);
   const removeTree = (dir: string, by: number, self: boolean): void => {
     if (self) remove(dir, by);
-    if (!under.get(dir)) return;
-    for (const p of [...live.keys()]) if (p.startsWith(`${dir}/`)) remove(p, by);
+    if (dir !== '' && !under.get(dir)) return;
+    for (const p of [...live.keys()]) if (within(p, dir)) remove(p, by);
   };
   const dropCaptured = (path: string, tree: boolean): void => {
-    for (const p of [...captured.keys()]) if (p === path || (tree && p.startsWith(`${path}/`))) captured.delete(p);
+    for (const p of [...captured.keys()]) if (p === path || (tree && within(p, path))) captured.delete(p);
   };
 
   layers.forEach((facts, i) => {

@@ -9,12 +9,13 @@ import { SlipwayError } from '../errors.js';
 import { imageStorePath } from '../home.js';
 import { readSmallBlob, resolvePlatform } from '../inspect.js';
 import type { Digest } from '../oci/digest.js';
+import { verifyDiffIds } from '../oci/diffids.js';
 import { platformMatches, type Platform } from '../oci/platform.js';
 import { parseImageConfig, type Descriptor, type ParsedManifest } from '../oci/types.js';
 import { BASE_LAYERS, releaseImage } from '../release/image.js';
 import type { Release } from '../release/releases.js';
 import { parseProcfile } from '../slug/procfile.js';
-import { slugTag, verifySlugManifest, type SlugMetadata } from '../slug/slug.js';
+import { slugDiffIds, slugTag, verifySlugManifest, type SlugMetadata } from '../slug/slug.js';
 import type { Db } from '../store/db.js';
 import { OciLayout } from '../store/layout.js';
 import { stackTag, type Stack } from '../stack/stacks.js';
@@ -62,6 +63,7 @@ export async function imageSubject(src: ImageSource, opts: ScanOptions & { platf
   const m = await resolvePlatform(src, top, opts.platform);
   const config = parseImageConfig(await readSmallBlob(src, m.manifest.config), `${src.name}: config`);
   const facts = await layerFacts(src, m.manifest.layers, opts);
+  verifyDiffIds(`${src.name}: config`, m.manifest.layers, config.rootfs.diff_ids, facts.map((f) => f.diffId));
   const files = mergeLayers(facts);
   const claimed = m.manifest.annotations?.[BASE_LAYERS];
   return {
@@ -70,7 +72,7 @@ export async function imageSubject(src: ImageSource, opts: ScanOptions & { platf
     platform: { os: config.os, architecture: config.architecture, ...(config.variant && { variant: config.variant }) },
     config: config.config ?? {},
     ...(m.manifest.annotations && { annotations: m.manifest.annotations }),
-    layers: m.manifest.layers.map((l, i) => ({ digest: l.digest, size: l.size, uncompressedSize: facts[i]!.uncompressedSize, ...(config.rootfs.diff_ids[i] && { diffId: config.rootfs.diff_ids[i] }) })),
+    layers: m.manifest.layers.map((l, i) => ({ digest: l.digest, size: l.size, uncompressedSize: facts[i]!.uncompressedSize, diffId: config.rootfs.diff_ids[i]! })),
     ...(claimed !== undefined && { claimedBaseLayers: claimed }),
     files,
     requirements: requirementsFrom(files, src.name),
@@ -124,6 +126,7 @@ export async function slugSubject(home: string, app: string, slug: Digest, opts:
     const m = await src.getManifest();
     if (m.kind !== 'manifest') throw new SlipwayError(`slug of ${app}: not a manifest`);
     const facts = await layerFacts(src, m.manifest.layers, opts);
+    verifyDiffIds(`slug ${slug} of ${app}: metadata`, m.manifest.layers, slugDiffIds(m.manifest, await readSmallBlob(src, m.manifest.config)) ?? [], facts.map((f) => f.diffId));
     const files = mergeLayers(facts);
     return {
       kind: 'slug',

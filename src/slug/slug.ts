@@ -1,7 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SlipwayError } from '../errors.js';
+import { IntegrityError, SlipwayError } from '../errors.js';
 import { imageStorePath } from '../home.js';
 import { digestOf, Hasher, hexOf, type Digest } from '../oci/digest.js';
 import { buildLayer, type BuiltLayer } from '../oci/layer.js';
@@ -129,6 +129,19 @@ async function rememberLayer(home: string, layer: BuiltLayer): Promise<void> {
 /** The store reference of a slug, for copying it anywhere with the image transports. */
 export function slugStoreRef(home: string, app: string, digest: Digest): string {
   return `oci:${imageStorePath(home)}:${slugTag(app, digest)}`;
+}
+
+/**
+ * The diff_id a slug's metadata claims for its one layer, for the store to check as the slug
+ * comes in (slug pull) and for `check` to check as it reads the layer.
+ */
+export function slugDiffIds(manifest: ImageManifest, config: Buffer): string[] | undefined {
+  if (manifest.config.mediaType !== SLUG_CONFIG_TYPE) return undefined;
+  const meta = parseJson(config, `slug metadata ${manifest.config.digest}`) as Partial<SlugMetadata>;
+  if (manifest.layers.length !== 1 || meta.layer?.digest !== manifest.layers[0]!.digest) {
+    throw new IntegrityError(`slug metadata ${manifest.config.digest}: names layer ${String(meta.layer?.digest)}, but the slug holds ${manifest.layers.map((l) => l.digest).join(', ') || 'no layer'}`, 'the slug is corrupt; push it again');
+  }
+  return [meta.layer.diffId];
 }
 
 /** Checks that a manifest is a slug artifact and returns its metadata. */

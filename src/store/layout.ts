@@ -1,4 +1,4 @@
-import { appendFileSync, createReadStream, createWriteStream, mkdirSync, statSync, type ReadStream } from 'node:fs';
+import { appendFileSync, createReadStream, createWriteStream, mkdirSync, readFileSync, statSync, type ReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -14,6 +14,8 @@ import { acquireLock, processAlive } from './lock.js';
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 const TMP_DIR = '.slipway-tmp';
 const PIN_DIR = join(TMP_DIR, 'pins');
+/** diff_ids of layers this store has read, by blob digest (see diffIdOf). */
+const DIFF_ID_DIR = '.slipway-diffids';
 /** Exists only while a process holds the layout's lock. */
 const LOCK_FILE = '.slipway-lock';
 
@@ -105,6 +107,25 @@ export class OciLayout {
   async readManifest(desc: Descriptor): Promise<ParsedManifest> {
     const bytes = await this.readSmallBlob(desc);
     return parseManifest(bytes, desc.digest, desc.mediaType, `${this.root}: manifest ${desc.digest}`);
+  }
+
+  /**
+   * The diff_id (uncompressed digest) of a layer blob this store has read before: a fact of the
+   * blob's bytes, kept so that a copy finding the blob already here need not read it again.
+   */
+  diffIdOf(digest: Digest): Digest | undefined {
+    try {
+      const text = readFileSync(join(this.root, DIFF_ID_DIR, hexOf(digest)), 'utf8');
+      return /^sha256:[0-9a-f]{64}$/.test(text) ? (text as Digest) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async rememberDiffId(digest: Digest, diffId: Digest): Promise<void> {
+    if (this.diffIdOf(digest) === diffId) return;
+    await mkdir(join(this.root, DIFF_ID_DIR), { recursive: true });
+    await writeFileAtomic(join(this.root, DIFF_ID_DIR, hexOf(digest)), diffId);
   }
 
   /** A scratch directory on the layout's filesystem, so finished temp files can be renamed in. */

@@ -22,11 +22,9 @@ import { loadXattr } from '../../native.js';
 import { UnsafeArchiveError } from '../../errors.js';
 import type { TarHeader } from './header.js';
 import { limitsFromEnv, readTar, type TarLimits } from './reader.js';
+import { whiteoutOf } from './whiteout.js';
 
 const run = promisify(execFile);
-
-export const WHITEOUT_PREFIX = '.wh.';
-export const OPAQUE_WHITEOUT = '.wh..wh..opq';
 
 export interface ExtractOptions {
   limits?: TarLimits;
@@ -117,21 +115,18 @@ export async function extractLayer(
 
   for await (const { header: h, body } of readTar(tar, where, opts.limits ?? limitsFromEnv())) {
     const label = `${where}: entry "${h.path}"`;
-    const slash = h.path.lastIndexOf('/');
-    const dir = slash === -1 ? '' : h.path.slice(0, slash);
-    const base = h.path.slice(slash + 1);
     ensureParents(h.path, label);
 
-    if (base.startsWith(WHITEOUT_PREFIX) && applyWhiteouts) {
+    const wo = applyWhiteouts ? whiteoutOf(h.path, where) : undefined;
+    if (wo !== undefined) {
       stats.whiteouts++;
-      if (base === OPAQUE_WHITEOUT) {
-        for (const child of readdirOrEmpty(join(target, dir))) {
-          const rel = dir ? `${dir}/${child}` : child;
+      if (wo.kind === 'opaque') {
+        for (const child of readdirOrEmpty(join(target, wo.dir))) {
+          const rel = wo.dir ? `${wo.dir}/${child}` : child;
           if (!created.has(rel)) removeLower(rel);
         }
-      } else {
-        const victim = (dir ? `${dir}/` : '') + base.slice(WHITEOUT_PREFIX.length);
-        if (!created.has(victim)) removeLower(victim);
+      } else if (!created.has(wo.victim)) {
+        removeLower(wo.victim);
       }
       continue;
     }

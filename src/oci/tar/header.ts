@@ -133,6 +133,10 @@ export interface RawHeader {
   gname: string;
   devMajor: number;
   devMinor: number;
+  /** POSIX ustar (magic "ustar", NUL, version "00"), GNU ("ustar", two spaces, NUL), or anything else. */
+  format: 'ustar' | 'gnu' | 'unknown';
+  /** Bytes in the ustar prefix field of a non-ustar header: Python prepends them to the name, Go and GNU tar do not. */
+  strayPrefix: boolean;
 }
 
 function readString(buf: Buffer, offset: number, len: number): string {
@@ -140,15 +144,21 @@ function readString(buf: Buffer, offset: number, len: number): string {
   return buf.toString('utf8', offset, end === -1 || end > offset + len ? offset + len : end);
 }
 
-/** Reads octal or GNU base-256 numbers; NaN when the field is garbage. */
+/**
+ * Reads octal or GNU base-256 numbers; NaN when the field is garbage or one reader would read it
+ * differently from another: octal digits padded only with spaces and NULs (Go refuses what Python
+ * reads up to a NUL), base-256 only positive (first byte exactly 0x80, as Python requires) and exact
+ * in a JavaScript number.
+ */
 function readNumber(buf: Buffer, offset: number, len: number): number {
   const first = buf[offset]!;
   if (first & 0x80) {
-    let n = first & 0x7f;
+    if (first !== 0x80) return NaN;
+    let n = 0;
     for (let i = 1; i < len; i++) n = n * 256 + buf[offset + i]!;
-    return n;
+    return Number.isSafeInteger(n) ? n : NaN;
   }
-  const s = readString(buf, offset, len).trim();
+  const s = buf.toString('latin1', offset, offset + len).replace(/^[ \0]+|[ \0]+$/g, '');
   if (s === '') return 0;
   return /^[0-7]+$/.test(s) ? parseInt(s, 8) : NaN;
 }
@@ -169,9 +179,10 @@ export function decodeBlock(buf: Buffer): RawHeader | null {
     signed += b > 127 ? b - 256 : b;
   }
   if (stored !== unsigned && stored !== signed) return null;
-  const magic = buf.toString('binary', 257, 263);
+  const magic = buf.toString('binary', 257, 265);
+  const format = magic === 'ustar\x0000' ? 'ustar' : magic === 'ustar  \0' ? 'gnu' : 'unknown';
   let name = readString(buf, 0, 100);
-  if (magic === 'ustar\0') {
+  if (format === 'ustar') {
     const prefix = readString(buf, 345, 155);
     if (prefix !== '') name = `${prefix}/${name}`;
   }
@@ -187,6 +198,8 @@ export function decodeBlock(buf: Buffer): RawHeader | null {
   if (Object.values(fields).some((n) => Number.isNaN(n))) return null;
   return {
     ...fields,
+    format,
+    strayPrefix: format !== 'ustar' && buf[345] !== 0,
     name,
     flag: String.fromCharCode(buf[156]!),
     linkname: readString(buf, 157, 100),
@@ -195,20 +208,27 @@ export function decodeBlock(buf: Buffer): RawHeader | null {
   };
 }
 
-/** Parses PAX records into key → raw bytes (values may be binary, e.g. xattrs). */
+/**
+ * Parses PAX records into key → raw bytes (values may be binary, e.g. xattrs). Null when the body
+ * is not exactly a sequence of well-formed records (decimal lengths, a key, no trailing bytes) or
+ * names a key twice: Go refuses such bodies where Python stops at the first bad record.
+ */
 export function decodePax(buf: Buffer): Map<string, Buffer> | null {
   const out = new Map<string, Buffer>();
   let pos = 0;
   while (pos < buf.length) {
-    if (buf[pos] === 0) break;
     const space = buf.indexOf(0x20, pos);
-    if (space === -1) return null;
-    const len = Number(buf.toString('ascii', pos, space));
-    if (!Number.isSafeInteger(len) || len <= space - pos || pos + len > buf.length || buf[pos + len - 1] !== 0x0a) return null;
+    if (space === -1 || space - pos > 20) return null;
+    const digits = buf.toString('latin1', pos, space);
+    if (!/^[0-9]+$/.test(digits)) return null;
+    const len = Number(digits);
+    if (len <= space - pos + 1 || pos + len > buf.length || buf[pos + len - 1] !== 0x0a) return null;
     const record = buf.subarray(space + 1, pos + len - 1);
     const eq = record.indexOf(0x3d);
-    if (eq === -1) return null;
-    out.set(record.toString('utf8', 0, eq), record.subarray(eq + 1));
+    if (eq <= 0 || record.subarray(0, eq).includes(0)) return null;
+    const key = record.toString('utf8', 0, eq);
+    if (out.has(key)) return null;
+    out.set(key, record.subarray(eq + 1));
     pos += len;
   }
   return out;

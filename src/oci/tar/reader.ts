@@ -1,5 +1,6 @@
 import { UnsafeArchiveError } from '../../errors.js';
-import { BLOCK, decodeBlock, decodePax, isZeroBlock, padding, TYPE_BY_FLAG, type TarHeader } from './header.js';
+import { BLOCK, decodeBlock, decodePax, isZeroBlock, padding, TYPE_BY_FLAG, type EntryType, type TarHeader } from './header.js';
+import { LayerRules } from './wellformed.js';
 
 export interface TarLimits {
   /** Most entries one archive may hold. */
@@ -91,10 +92,19 @@ class ByteReader {
     }
   }
 
-  /** Drains whatever follows (trailing zero blocks and padding) so upstream hashing sees every byte. */
-  async drain(): Promise<void> {
-    this.pending = Buffer.alloc(0);
-    while (await this.fill()) this.pending = Buffer.alloc(0);
+  /**
+   * Reads what follows the first end-of-archive block (more zero blocks, record padding) so
+   * upstream hashing sees every byte, and refuses anything else there: `tar --ignore-zeros` would
+   * read entries hidden after the end that every other reader skips.
+   */
+  async drainZeros(where: string): Promise<void> {
+    do {
+      if (!isZeroBlock(this.pending)) {
+        throw new UnsafeArchiveError(`${where}: data after the end-of-archive blocks`, 'only zero padding may follow the end of a tar; the archive is refused');
+      }
+      this.consumed += this.pending.length;
+      this.pending = Buffer.alloc(0);
+    } while (await this.fill());
   }
 }
 
@@ -114,26 +124,46 @@ export function normalizeEntryPath(raw: string, where: string): string {
   return parts.join('/');
 }
 
-/** Applies the fields of PAX records to a header. */
-function applyPax(h: TarHeader, pax: Map<string, Buffer>): void {
+/** PAX keys whose meaning readers disagree on, or that change the data itself: refused. */
+const REFUSED_PAX = [/^GNU\.sparse\./, /^LIBARCHIVE\.xattr\./, /^hdrcharset$/];
+const NUMERIC_PAX = new Set(['size', 'uid', 'gid']);
+const MAX_ID = 0xffffffff;
+
+/** Applies the fields of one PAX header to a header; refuses what Go's archive/tar would refuse or read otherwise. */
+function applyPax(h: TarHeader, pax: Map<string, Buffer>, label: string): void {
   for (const [key, value] of pax) {
+    const bad = (why: string): UnsafeArchiveError => new UnsafeArchiveError(`${label}: PAX record ${key}=${JSON.stringify(value.toString('utf8').slice(0, 80))} ${why}`, 'the archive is refused');
+    if (REFUSED_PAX.some((r) => r.test(key))) throw bad('is not supported (readers disagree on it)');
+    if (key.startsWith('SCHILY.xattr.')) {
+      (h.xattrs ??= {})[key.slice('SCHILY.xattr.'.length)] = Buffer.from(value);
+      continue;
+    }
     const s = value.toString('utf8');
+    if (['path', 'linkpath', 'uname', 'gname'].includes(key) && s.includes('\0')) throw bad('contains a NUL byte');
+    // An empty value restores the ustar field in POSIX, and sets an empty one in some readers.
+    if (['path', 'linkpath', 'size', 'uid', 'gid', 'mtime'].includes(key) && s === '') throw bad('is empty');
+    if (NUMERIC_PAX.has(key) && (!/^[0-9]+$/.test(s) || !Number.isSafeInteger(Number(s)))) throw bad('is not a non-negative whole number');
+    if (key === 'mtime' && !/^-?[0-9]+(\.[0-9]+)?$/.test(s)) throw bad('is not a number of seconds');
     if (key === 'path') h.path = s;
     else if (key === 'linkpath') h.linkTarget = s;
-    else if (key === 'size' && /^\d+$/.test(s)) h.size = Number(s);
-    else if (key === 'uid' && /^\d+$/.test(s)) h.uid = Number(s);
-    else if (key === 'gid' && /^\d+$/.test(s)) h.gid = Number(s);
-    else if (key === 'mtime' && /^-?\d+(\.\d+)?$/.test(s)) h.mtime = Math.floor(Number(s));
+    else if (key === 'size') h.size = Number(s);
+    else if (key === 'uid') h.uid = Number(s);
+    else if (key === 'gid') h.gid = Number(s);
+    else if (key === 'mtime') h.mtime = Math.floor(Number(s));
     else if (key === 'uname') h.uname = s;
     else if (key === 'gname') h.gname = s;
-    else if (key.startsWith('SCHILY.xattr.')) (h.xattrs ??= {})[key.slice('SCHILY.xattr.'.length)] = Buffer.from(value);
   }
 }
 
+/** Types whose header is the whole entry: Go's archive/tar reads no body for them whatever the size field says. */
+const HEADER_ONLY = new Set<EntryType>(['dir', 'symlink', 'hardlink', 'char', 'block', 'fifo']);
+
 /**
- * Streams the entries of an uncompressed tar, validated: checksums, sizes, limits,
- * safe relative paths, hardlink targets inside the archive root, no duplicate paths,
- * nothing placed under a symlink the archive itself declared.
+ * Streams the entries of an uncompressed tar, validated: the one place that decides whether a
+ * layer is well-formed. Refused: bad checksums and numbers, non-POSIX/GNU headers, extended
+ * headers that repeat or dangle, sizes on header-only entries, anything after the end-of-archive
+ * blocks, limits, unsafe paths, and the cross-entry rules of wellformed.ts (duplicates, links,
+ * whiteouts). Where readers would disagree about the bytes, the archive is refused.
  */
 export async function* readTar(
   source: AsyncIterable<Buffer | Uint8Array>,
@@ -141,47 +171,65 @@ export async function* readTar(
   limits: TarLimits = DEFAULT_LIMITS,
 ): AsyncGenerator<TarEntry> {
   const input = new ByteReader(source);
-  const seen = new Set<string>();
-  const symlinks = new Set<string>();
+  const rules = new LayerRules(where);
   let entries = 0;
   let total = 0;
   let pax: Map<string, Buffer> | undefined;
   let longName: string | undefined;
   let longLink: string | undefined;
+  const pending = (): boolean => pax !== undefined || longName !== undefined || longLink !== undefined;
 
   while (true) {
     const block = await input.read(BLOCK, where);
-    if (block === null) break;
-    if (isZeroBlock(block)) {
-      await input.drain();
+    if (block === null || isZeroBlock(block)) {
+      if (pending()) throw new UnsafeArchiveError(`${where}: the archive ends after an extended header, with no entry for it`);
+      if (block !== null) await input.drainZeros(where);
       break;
     }
+    const at = input.consumed - BLOCK;
     const raw = decodeBlock(block);
     if (raw === null) {
-      throw new UnsafeArchiveError(`${where}: bad tar header at byte ${input.consumed - BLOCK}`, 'the data is not a tar archive or is corrupt');
+      throw new UnsafeArchiveError(`${where}: bad tar header at byte ${at}`, 'the data is not a tar archive, or a number or checksum in it is malformed');
     }
-    const at = `${where}: entry "${longName ?? raw.name}"`;
+    const label = `${where}: entry "${longName ?? raw.name}" (header at byte ${at})`;
+    if (raw.format === 'unknown') {
+      throw new UnsafeArchiveError(`${label}: neither a POSIX ustar nor a GNU tar header`, 'readers disagree on old (v7) and unknown header formats; write the layer as PAX or GNU tar');
+    }
+    if (raw.strayPrefix) throw new UnsafeArchiveError(`${label}: a GNU header with bytes in the ustar prefix field`, 'Python reads them as part of the name, Go and GNU tar do not; the archive is refused');
     if (raw.flag === 'x' || raw.flag === 'g' || raw.flag === 'L' || raw.flag === 'K') {
       if (raw.size > limits.maxHeaderBytes) {
-        throw new UnsafeArchiveError(`${at}: extended header of ${raw.size} bytes exceeds the ${limits.maxHeaderBytes}-byte limit`);
+        throw new UnsafeArchiveError(`${label}: extended header of ${raw.size} bytes exceeds the ${limits.maxHeaderBytes}-byte limit`);
       }
       const body = raw.size === 0 ? Buffer.alloc(0) : await input.read(raw.size, where);
       if (body === null) throw new UnsafeArchiveError(`${where}: archive ends inside an extended header`);
       await input.skip(padding(raw.size), where);
-      if (raw.flag === 'x') {
+      const repeated = (raw.flag === 'x' && pax) || (raw.flag === 'L' && longName !== undefined) || (raw.flag === 'K' && longLink !== undefined);
+      if (repeated) {
+        throw new UnsafeArchiveError(`${label}: two '${raw.flag}' extended headers for one entry`, 'Go keeps only the last, other readers merge them; the archive is refused');
+      }
+      if (raw.flag === 'x' || raw.flag === 'g') {
         const parsed = decodePax(body);
-        if (parsed === null) throw new UnsafeArchiveError(`${at}: malformed PAX header`);
-        pax = new Map([...(pax ?? []), ...parsed]);
-      } else if (raw.flag === 'L') {
-        longName = body.toString('utf8').replace(/\0+$/, '');
-      } else if (raw.flag === 'K') {
-        longLink = body.toString('utf8').replace(/\0+$/, '');
+        if (parsed === null) throw new UnsafeArchiveError(`${label}: malformed PAX header`, 'its records are not well-formed, or name a key twice');
+        if (raw.flag === 'g') {
+          // git archive writes a global "comment"; anything else applies to later entries in GNU tar and Python, not in Go.
+          const keys = [...parsed.keys()].filter((k) => k !== 'comment');
+          if (keys.length > 0) throw new UnsafeArchiveError(`${label}: a global PAX header sets ${keys.join(', ')}`, 'readers disagree on whether global headers apply; the archive is refused');
+        } else {
+          pax = parsed;
+        }
+      } else {
+        const text = body.toString('utf8').replace(/\0+$/, '');
+        if (raw.flag === 'L') longName = text;
+        else longLink = text;
       }
       continue;
     }
     const type = TYPE_BY_FLAG[raw.flag];
     if (type === undefined) {
-      throw new UnsafeArchiveError(`${at}: unsupported tar entry type "${raw.flag}"`, 'layers may hold files, dirs, links, devices and FIFOs only');
+      throw new UnsafeArchiveError(`${label}: unsupported tar entry type "${raw.flag}"`, 'layers may hold files, dirs, links, devices and FIFOs only (no sparse, multi-volume or vendor types)');
+    }
+    if ((longName !== undefined && pax?.has('path')) || (longLink !== undefined && pax?.has('linkpath'))) {
+      throw new UnsafeArchiveError(`${label}: both a GNU long name and a PAX path`, 'Go prefers the GNU one, others the PAX one; the archive is refused');
     }
     const header: TarHeader = {
       path: longName ?? raw.name,
@@ -199,63 +247,45 @@ export async function* readTar(
       header.devMajor = raw.devMajor;
       header.devMinor = raw.devMinor;
     }
-    if (pax) applyPax(header, pax);
+    if (pax) applyPax(header, pax, label);
     pax = undefined;
     longName = undefined;
     longLink = undefined;
 
-    const label = `${where}: entry "${header.path}"`;
-    header.path = normalizeEntryPath(header.path, where);
-    if (type !== 'file') {
-      // Only regular files carry content; a size on anything else is skipped, never trusted.
-      await input.skip(header.size + padding(header.size), where);
-      header.size = 0;
+    const named = `${where}: entry "${header.path}"`;
+    if (HEADER_ONLY.has(type) && header.size !== 0) {
+      throw new UnsafeArchiveError(
+        `${named}: a ${type} header with a size of ${header.size} bytes`,
+        'Go reads no body for it, GNU tar and Python read the bytes as more entries: readers disagree, so the archive is refused',
+      );
     }
+    if (type !== 'dir' && header.path.endsWith('/')) {
+      throw new UnsafeArchiveError(`${named}: a ${type} whose name ends with "/"`, 'Go and Python read some of these as directories; the archive is refused');
+    }
+    if (header.uid > MAX_ID || header.gid > MAX_ID) throw new UnsafeArchiveError(`${named}: owner ${header.uid}:${header.gid} is beyond 32 bits`);
+    header.path = normalizeEntryPath(header.path, where);
     if (header.path === '') {
-      if (type !== 'dir') throw new UnsafeArchiveError(`${label}: the archive root must be a directory`);
+      if (type !== 'dir') throw new UnsafeArchiveError(`${named}: the archive root must be a directory`);
       continue;
     }
+    if (type === 'hardlink') header.linkTarget = normalizeEntryPath(header.linkTarget ?? '', `${named} (hardlink target)`);
     if (++entries > limits.maxEntries) {
       throw new UnsafeArchiveError(`${where}: more than ${limits.maxEntries} entries`, 'raise SLIPWAY_MAX_LAYER_ENTRIES only for archives you trust');
     }
     total += header.size;
     if (total > limits.maxTotalBytes) {
       throw new UnsafeArchiveError(
-        `${label}: archive expands beyond the ${limits.maxTotalBytes}-byte limit`,
+        `${named}: archive expands beyond the ${limits.maxTotalBytes}-byte limit`,
         'this looks like a decompression bomb; it was refused before being written (SLIPWAY_MAX_LAYER_BYTES raises the limit for layers you trust)',
       );
     }
-    if (seen.has(header.path)) {
-      throw new UnsafeArchiveError(`${label}: the path appears twice in one layer`, 'a layer must not contain duplicate paths');
-    }
-    seen.add(header.path);
-    const parts = header.path.split('/');
-    for (let i = 1; i < parts.length; i++) {
-      const parent = parts.slice(0, i).join('/');
-      if (symlinks.has(parent)) {
-        throw new UnsafeArchiveError(`${label}: would be written through the symlink "${parent}" declared earlier in the archive`, 'the archive is refused');
-      }
-    }
-    if (type === 'symlink') {
-      if (header.linkTarget === undefined || header.linkTarget === '') throw new UnsafeArchiveError(`${label}: symlink without a target`);
-      symlinks.add(header.path);
-    }
-    if (type === 'hardlink') {
-      header.linkTarget = normalizeEntryPath(header.linkTarget ?? '', `${label} (hardlink target)`);
-      if (header.linkTarget === '') throw new UnsafeArchiveError(`${label}: hardlink without a target`);
-      const tparts = header.linkTarget.split('/');
-      for (let i = 1; i <= tparts.length; i++) {
-        if (symlinks.has(tparts.slice(0, i).join('/'))) {
-          throw new UnsafeArchiveError(`${label}: hardlink target "${header.linkTarget}" goes through a symlink`, 'the archive is refused');
-        }
-      }
-    }
+    rules.accept(header);
     if (header.size === 0) {
       yield { header, body: (async function* () {})() };
       continue;
     }
     let drained = false;
-    const body = input.stream(header.size, label);
+    const body = input.stream(header.size, named);
     const tracked = (async function* () {
       yield* body;
       drained = true;
