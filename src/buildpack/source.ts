@@ -38,7 +38,7 @@ const isTarball = (s: string): boolean => /\.(tgz|tar\.gz)$/.test(s.split('#')[0
 
 async function extractTarball(stream: AsyncIterable<Buffer>, where: string, target: string): Promise<void> {
   await mkdir(target, { recursive: true });
-  await extractLayer(decompress(stream, where), target, where, { preserveOwners: false, devices: 'skip' });
+  await extractLayer(decompress(stream, where), target, where, { preserveOwners: false, devices: 'skip', kind: 'source' });
   // GitHub-style archives put everything under one top directory.
   if (!existsSync(join(target, 'bin'))) {
     const entries = await readdir(target);

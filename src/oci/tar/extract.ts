@@ -36,6 +36,8 @@ export interface ExtractOptions {
   idShift?: number;
   /** Apply whiteouts (layer on top of lower layers). Default true. */
   whiteouts?: boolean;
+  /** An image layer (default), or a source tarball such as a buildpack's (see readTar). */
+  kind?: 'layer' | 'source';
 }
 
 export interface ExtractStats {
@@ -113,7 +115,7 @@ export async function extractLayer(
     rmSync(join(target, path), { recursive: true, force: true });
   }
 
-  for await (const { header: h, body } of readTar(tar, where, opts.limits ?? limitsFromEnv())) {
+  for await (const { header: h, body } of readTar(tar, where, opts.limits ?? limitsFromEnv(), opts.kind)) {
     const label = `${where}: entry "${h.path}"`;
     ensureParents(h.path, label);
 

@@ -169,6 +169,8 @@ export async function* readTar(
   source: AsyncIterable<Buffer | Uint8Array>,
   where: string,
   limits: TarLimits = DEFAULT_LIMITS,
+  /** An image layer, or a source tarball (a buildpack's), which may carry git archive's global comment. */
+  kind: 'layer' | 'source' = 'layer',
 ): AsyncGenerator<TarEntry> {
   const input = new ByteReader(source);
   const rules = new LayerRules(where);
@@ -211,9 +213,12 @@ export async function* readTar(
         const parsed = decodePax(body);
         if (parsed === null) throw new UnsafeArchiveError(`${label}: malformed PAX header`, 'its records are not well-formed, or name a key twice');
         if (raw.flag === 'g') {
-          // git archive writes a global "comment"; anything else applies to later entries in GNU tar and Python, not in Go.
-          const keys = [...parsed.keys()].filter((k) => k !== 'comment');
-          if (keys.length > 0) throw new UnsafeArchiveError(`${label}: a global PAX header sets ${keys.join(', ')}`, 'readers disagree on whether global headers apply; the archive is refused');
+          // Global records apply to later entries in GNU tar and Python, not in Go; umoci refuses any global header.
+          // A source tarball (git archive) may carry a global "comment", which changes no entry.
+          const keys = [...parsed.keys()].filter((k) => kind === 'layer' || k !== 'comment');
+          if (keys.length > 0 || kind === 'layer') {
+            throw new UnsafeArchiveError(`${label}: a global PAX header${keys.length ? ` setting ${keys.join(', ')}` : ''}`, 'readers disagree on global headers (umoci refuses them in layers); the archive is refused');
+          }
         } else {
           pax = parsed;
         }
