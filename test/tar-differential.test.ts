@@ -167,6 +167,14 @@ const CASES: Case[] = [
   { name: 'a whiteout after its victim in one layer', expect: 'refuse', layers: [tar(file('a', 'x', SUID), file('.wh.a', ''))] },
   { name: 'a whiteout after a child of its victim in one layer', expect: 'refuse', layers: [tar(dir('a'), file('a/b', 'x', SUID), file('.wh.a', ''))] },
   { name: 'a whiteout before the path it recreates', expect: 'accept', layers: [tar(file('a', 'old', SUID)), tar(file('.wh.a', ''), file('a', 'new'))] },
+  { name: 'a whiteout of a path no lower layer has', expect: 'accept', layers: [tar(file('a', 'a')), tar(file('.wh.nothing', ''), dir('d'), file('d/.wh.nothing', ''))] },
+  { name: 'an opaque marker in a directory new in its layer', expect: 'accept', layers: [tar(file('a', 'a')), tar(dir('n'), file('n/.wh..wh..opq', ''), file('n/x', 'x'))] },
+  { name: 'a whiteout of a directory with setuid files below', expect: 'accept', layers: [tar(dir('d'), dir('d/e'), file('d/e/s', 's', SUID)), tar(file('.wh.d', ''))] },
+  {
+    name: 'a chain of hardlinks',
+    expect: 'accept',
+    layers: [tar(file('f', 'x', { mode: 0o2755, gid: 42 }), member({ name: 'l1', flag: '1', linkname: 'f', mode: 0o2755, gid: 42 }), member({ name: 'l2', flag: '1', linkname: 'l1', mode: 0o2755, gid: 42 }))],
+  },
   { name: 'an opaque marker after new siblings', expect: 'accept', layers: [tar(dir('d'), file('d/old', 'o', SUID)), tar(dir('d'), file('d/new', 'n'), file('d/.wh..wh..opq', ''))] },
 ];
 
