@@ -14,6 +14,7 @@ import { readTar } from '../src/oci/tar/reader.js';
 import { scanDirectory } from '../src/oci/tar/scan.js';
 import { writeTar, type WriteEntry } from '../src/oci/tar/writer.js';
 import { describeTree } from './helpers/rootfs.js';
+import { file as rawFile, pax, tar } from './helpers/tar-craft.js';
 import { tempDir } from './helpers/tmp.js';
 
 const sink = (): Writable => new Writable({ write: (_c, _e, cb) => cb() });
@@ -166,6 +167,17 @@ describe('safe reader', () => {
     expect(stats.whiteouts).toBe(2);
     const tree = await describeTree(target);
     expect([...tree.keys()].sort()).toEqual(['a', 'a/y', 'b', 'b/new']);
+  });
+
+  it('takes git archive\'s global comment in a source tarball, never in a layer', async () => {
+    const gitArchive = tar(pax([['comment', 'a1b2c3d4']], 'g'), rawFile('bin/detect', '#!/bin/sh\n'));
+    const read = async (kind: 'layer' | 'source') => {
+      const paths: string[] = [];
+      for await (const e of readTar(Readable.from([gitArchive]), 'bp.tgz', undefined, kind)) paths.push(e.header.path);
+      return paths;
+    };
+    expect(await read('source')).toEqual(['bin/detect']);
+    await expect(read('layer')).rejects.toThrow(/a global PAX header/);
   });
 
   it('reads zstd layers', async () => {
