@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildpack } from './helpers/buildpacks.js';
 import { BIN, ok, slipway } from './helpers/cli.js';
+import { startInternet, type Internet } from './helpers/internet.js';
 import { tempDir } from './helpers/tmp.js';
 
 const sh = (cmd: string): string => {
@@ -20,30 +21,18 @@ const leftovers = (): string[] => [
   ...sh('iptables-save').split('\n').filter((l) => l.includes('slipway-build-')),
 ];
 
-/**
- * "The internet": a network namespace of the test's own behind a veth pair on 198.18.K.0/30
- * (a benchmarking range), with an HTTP server that answers with the address it sees.
- */
-const K = process.pid % 250;
-const INET_NS = `slipway-test-inet-${process.pid}`;
-const INET_IF = `slwtinet${K}`;
-const INET_HOST = `198.18.${K}.1`;
-const INET_SERVER = `198.18.${K}.2`;
-
 describe('the build network', () => {
   let home: string;
   let src: string;
-  let internet: ChildProcess;
+  let internet: Internet;
   let loopback: Server;
   let anyAddress: Server;
   const ports = { loopback: 0, any: 0 };
   const hostIp = sh("ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -1").trim();
 
   beforeAll(async () => {
-    sh(`ip netns add ${INET_NS} && ip link add ${INET_IF} type veth peer name ${INET_IF}c && ip link set ${INET_IF}c netns ${INET_NS} name eth0`);
-    sh(`ip addr add ${INET_HOST}/30 dev ${INET_IF} && ip link set ${INET_IF} up && ip -n ${INET_NS} addr add ${INET_SERVER}/30 dev eth0 && ip -n ${INET_NS} link set eth0 up && ip -n ${INET_NS} link set lo up`);
-    internet = spawn('ip', ['netns', 'exec', INET_NS, process.execPath, '-e', `require('http').createServer((q, s) => s.end('internet saw ' + q.socket.remoteAddress)).listen(8080, '${INET_SERVER}', () => console.log('ready'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await new Promise((r) => internet.stdout!.once('data', r));
+    // "The internet": a server in a namespace of the test's own that answers with the address it sees.
+    internet = await startInternet(`require('http').createServer((q, s) => s.end('internet saw ' + q.socket.remoteAddress)).listen(Number(process.env.PORT), process.env.ADDR, () => console.log('ready'))`);
     const listen = async (host: string): Promise<[Server, number]> => {
       const s = createServer((c) => c.end('HTTP/1.0 200 OK\r\n\r\nhost secret\n'));
       await new Promise<void>((r) => s.listen(0, host, r));
@@ -59,11 +48,9 @@ describe('the build network', () => {
   });
 
   afterAll(async () => {
-    internet?.kill('SIGKILL');
+    internet?.close();
     loopback?.close();
     anyAddress?.close();
-    spawnSync('ip', ['netns', 'delete', INET_NS]);
-    spawnSync('ip', ['link', 'delete', INET_IF]);
     // Slipway leaves its chains in place, empty; a test host gets them removed when no build uses them.
     if (!sh('iptables-save').includes('slipway-build-')) {
       for (const [table, from, chain] of [['filter', 'INPUT', 'SLIPWAY-BUILD-IN'], ['filter', 'FORWARD', 'SLIPWAY-BUILD-FWD'], ['nat', 'POSTROUTING', 'SLIPWAY-BUILD-NAT']] as const) {
@@ -79,10 +66,10 @@ describe('the build network', () => {
     const bp = await buildpack({
       detect: 'echo net',
       compile: [
-        probe('internet', `http://${INET_SERVER}:8080/`),
+        probe('internet', `http://${internet.address}:${internet.port}/`),
         probe('host-loopback', `http://127.0.0.1:${ports.loopback}/`),
         probe('host-address', `http://${hostIp}:${ports.any}/`),
-        probe('internet-side-host-address', `http://${INET_HOST}:${ports.any}/`),
+        probe('internet-side-host-address', `http://${internet.host}:${ports.any}/`),
       ].join('\n'),
     });
     const forwarding = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
@@ -92,7 +79,7 @@ describe('the build network', () => {
     if (forwarding === '0') expect(built.stdout + built.stderr).toMatch(/enabled IPv4 forwarding on this host/);
     else expect(built.stdout + built.stderr).not.toMatch(/enabled IPv4 forwarding/);
     // Masqueraded: the server sees the host's address on its link, not the build's private one.
-    expect(out).toContain(`internet: internet saw ${INET_HOST}`);
+    expect(out).toContain(`internet: internet saw ${internet.host}`);
     for (const name of ['host-loopback', 'host-address', 'internet-side-host-address']) {
       expect(out).toMatch(new RegExp(`${name}: curl: \\((7|28)\\)`));
     }

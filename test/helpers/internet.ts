@@ -8,6 +8,8 @@ import { spawn, spawnSync } from 'node:child_process';
 export interface Internet {
   /** The server's address, inside the namespace. */
   address: string;
+  /** The host's own address on the link to it (what the server sees of a NATed build). */
+  host: string;
   port: number;
   /** What the script printed after "ready", a line each. */
   lines: string[];
@@ -60,6 +62,7 @@ export async function startInternet(script: string, env: Record<string, string> 
   }
   return {
     address,
+    host,
     port,
     lines,
     close: () => {
