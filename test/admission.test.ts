@@ -189,6 +189,15 @@ describe('the webhook over real TLS, judging real images', () => {
     expect((await post(on({ 'kubernetes.io/arch': 'amd64', 'kubernetes.io/os': 'linux' }))).response).toMatchObject({ allowed: true });
     const none = await post(on({ 'kubernetes.io/arch': 's390x' }));
     expect(none.response.status!.message).toMatch(/no image in the index for \*\/s390x/);
+
+    // A child a node could pick once it normalises names as containerd does (AMD64 is amd64, an
+    // empty os is the node's own) is judged under the pin too, wherever it sits in the index.
+    for (const [tag, odd] of [['shouty', { arch: 'AMD64' }], ['no-os', { arch: 'amd64', os: '' }]] as const) {
+      await writeIndex(dir, tag, [{ image: suid, ...odd }, { image: clean, arch: 'amd64' }]);
+      await ok(run('skopeo', ['copy', '-q', '--all', '--dest-tls-verify=false', `oci:${dir}:${tag}`, `docker://${reg.host}/multi/${tag}:1`]));
+      const pinned = await post(pod({ nodeSelector: { 'kubernetes.io/arch': 'amd64' }, containers: [container({ image: `${reg.host}/multi/${tag}:1` })] }));
+      expect([tag, pinned.response.allowed]).toEqual([tag, false]);
+    }
   });
 
   it('refuses a body over 3 MiB with 413 without holding it: a 600 MB review neither crashes nor balloons the webhook', async () => {

@@ -20,10 +20,12 @@ const ARCH_ALIASES: Record<string, string> = {
 
 /** Canonical Go-style names: aarch64 = arm64 (variant v8), arm defaults to v7. */
 export function normalizePlatform(p: Platform): Platform {
-  const architecture = ARCH_ALIASES[p.architecture] ?? p.architecture;
+  // containerd lowercases both before it compares: AMD64 is amd64 to a node.
+  const arch = p.architecture.toLowerCase();
+  const architecture = ARCH_ALIASES[arch] ?? arch;
   let variant = p.variant;
   if (architecture === 'arm64' && (variant === undefined || variant === '8')) variant = 'v8';
-  if (architecture === 'arm' && variant === undefined) variant = p.architecture === 'armel' ? 'v6' : 'v7';
+  if (architecture === 'arm' && variant === undefined) variant = arch === 'armel' ? 'v6' : 'v7';
   if (architecture === 'arm' && variant !== undefined && /^\d$/.test(variant)) variant = `v${variant}`;
   const out: Platform = { ...p, architecture, os: p.os.toLowerCase() };
   if (variant === undefined) delete out.variant;
@@ -38,6 +40,18 @@ export function platformMatches(wanted: Platform, candidate: Platform): boolean 
   if (w.os !== c.os || w.architecture !== c.architecture) return false;
   if (wanted.variant !== undefined && w.variant !== c.variant) return false;
   return true;
+}
+
+/**
+ * Could a node pinned to `pin` (a nodeSelector's kubernetes.io/os and /arch) pick `candidate`?
+ * Errs towards yes: names are compared as containerd normalises them, and an empty os or
+ * architecture (containerd reads an empty os as the node's own) matches any pin.
+ */
+export function mayServe(pin: { os?: string; architecture?: string }, candidate: Partial<Platform>): boolean {
+  const c = normalizePlatform({ os: candidate.os ?? '', architecture: candidate.architecture ?? '' });
+  const w = normalizePlatform({ os: pin.os ?? '', architecture: pin.architecture ?? '' });
+  if (w.os !== '' && c.os !== '' && w.os !== c.os) return false;
+  return w.architecture === '' || c.architecture === '' || w.architecture === c.architecture;
 }
 
 export function formatPlatform(p: Platform): string {

@@ -10,7 +10,7 @@ import { imageStorePath } from '../home.js';
 import { readSmallBlob, resolvePlatform } from '../inspect.js';
 import type { Digest } from '../oci/digest.js';
 import { verifyDiffIds } from '../oci/diffids.js';
-import { platformMatches, type Platform } from '../oci/platform.js';
+import { mayServe, type Platform } from '../oci/platform.js';
 import { parseImageConfig, type Descriptor, type ParsedManifest } from '../oci/types.js';
 import { BASE_LAYERS, releaseImage } from '../release/image.js';
 import type { Release } from '../release/releases.js';
@@ -97,7 +97,7 @@ export async function runnableImages(src: ImageSource, top: ParsedManifest, pin?
   for (const d of top.index.manifests) {
     const p = d.platform;
     if (p?.os === 'unknown' && p.architecture === 'unknown') continue;
-    if (pin && p && !platformMatches({ os: pin.os ?? p.os, architecture: pin.architecture ?? p.architecture }, p)) continue;
+    if (pin && p && !mayServe(pin, p)) continue;
     out.push(...(await runnableImages(src, await src.getManifest(d.digest as Digest), pin, depth + 1)));
   }
   if (out.length === 0) throw new SlipwayError(`${src.name}: no image in the index${pin ? ` for ${[pin.os ?? '*', pin.architecture ?? '*'].join('/')}` : ''}`);

@@ -71,12 +71,12 @@ export async function writeImage(dir: string, tag: string, layerTars: Buffer[], 
 }
 
 /** Writes an index over already written images, one per platform, and tags it. */
-export async function writeIndex(dir: string, tag: string, children: { image: MadeImage; arch: string }[]): Promise<Descriptor> {
+export async function writeIndex(dir: string, tag: string, children: { image: MadeImage; arch: string; os?: string }[]): Promise<Descriptor> {
   const layout = await OciLayout.open(dir, { create: false });
   const bytes = encodeJson({
     schemaVersion: 2,
     mediaType: MediaType.ociIndex,
-    manifests: children.map((c) => ({ ...c.image.manifest, platform: { os: 'linux', architecture: c.arch } })),
+    manifests: children.map((c) => ({ ...c.image.manifest, platform: { os: c.os ?? 'linux', architecture: c.arch } })),
   });
   const desc: Descriptor = { mediaType: MediaType.ociIndex, digest: digestOf(bytes), size: bytes.length };
   await layout.writeBlob(Readable.from([bytes]), { digest: desc.digest, size: bytes.length });
