@@ -184,6 +184,19 @@ describe('the supervisor', () => {
     expect(rt.alive().map((d) => `${d.spec.name} v${d.spec.release.version}`).sort()).toEqual(['web.1 v1', 'web.2 v1']);
   });
 
+  it('a failed deploy stops every dyno of the failed release, those `scale` started during it too; the scale applies to the kept release', async () => {
+    const { sup, rt, release, log } = await setup({ web: 'serve', worker: 'serve' });
+    await sup.start();
+    const deploying = sup.deploy(release({ web: 'hang', worker: 'serve' }));
+    await until('v2 web.1 booting', () => rt.of('web.1').length === 2);
+    await sup.scale({ worker: 1 });
+    expect(await deploying).toBe(false);
+    expect(log()).toMatch(/v2 did not boot: keeping v1 running/);
+    await until('v2 dynos gone', () => rt.alive().every((d) => d.spec.release.version === 1));
+    expect(rt.alive().map((d) => `${d.spec.name} v${d.spec.release.version}`).sort()).toEqual(['web.1 v1', 'worker.1 v1']);
+    expect(sup.status().dynos.map((d) => `${d.name} v${d.release} ${d.state}`)).toEqual(['web.1 v1 up', 'worker.1 v1 up']);
+  });
+
   it('rolls to a release that boots: new dynos up, then the old ones stop', async () => {
     const { sup, rt, release } = await setup({ web: 'serve' });
     await sup.start({ web: 2 });

@@ -189,6 +189,18 @@ export class Supervisor {
     return started;
   }
 
+  /** Launches the dynos of `rel` the formation asks for that it does not run yet. */
+  private topUp(rel: BuiltRelease): Dyno[] {
+    const started: Dyno[] = [];
+    for (const [type, n] of Object.entries(this.formation)) {
+      const command = this.processTypes.get(type);
+      if (command === undefined || type === 'release') continue;
+      const have = new Set([...this.dynos].filter((d) => d.type === type && d.release.version === rel.version && d.state !== 'stopping').map((d) => d.index));
+      for (let i = 1; i <= n; i++) if (!have.has(i)) started.push(this.launch(rel, type, command, i));
+    }
+    return started;
+  }
+
   private launch(rel: BuiltRelease, type: string, command: string, index: number): Dyno {
     const d: Dyno = { name: `${type}.${index}`, type, index, release: rel, command, state: 'starting', since: Date.now(), crashes: 0 };
     this.dynos.add(d);
@@ -381,7 +393,10 @@ export class Supervisor {
       this.release = previous.release;
       this.processTypes = previous.types;
       this.tellRouter();
-      await Promise.all(fresh.map((d) => this.stopDyno(d)));
+      // Every dyno of the failed release, `scale`'s during the deploy too; the kept release then
+      // gets what the formation asks for now (a scale during the deploy applies to it).
+      await Promise.all([...this.dynos].filter((d) => d.release.version === rel.version).map((d) => this.stopDyno(d)));
+      if (previous.release && !this.stopped) await Promise.all(this.topUp(previous.release).map((d) => d.booted));
       return false;
     }
     await Promise.all(old.map((d) => this.stopDyno(d)));
