@@ -164,6 +164,7 @@ describe('the supervisor', () => {
     await expect(sup.scale({ nosuch: 1 })).rejects.toThrow(/demo v1 has no nosuch process type/);
     await expect(sup.scale({ constructor: 1 })).rejects.toMatchObject({ message: expect.stringMatching(/no constructor process type/), hint: 'its process types: web, worker' });
     expect(rt.started.filter((d) => /constructor|function/.test(d.spec.command + d.spec.name))).toEqual([]);
+    await expect(sup.scale({ release: 1 })).rejects.toThrow(/the release process type runs once per release \(its release phase\) and cannot be scaled/);
   });
 
   it('a deploy whose dynos do not boot restores the old release and its process types: ps and scale use them', async () => {
@@ -241,6 +242,8 @@ describe('the supervisor', () => {
     expect(Date.now() - t).toBeLessThan(1000);
     expect(hanging.rt.alive()).toEqual([]);
     expect(hanging.log()).not.toMatch(/R10/);
+    expect(hanging.log()).toMatch(/web\.1: State changed from starting to down/);
+    expect(hanging.log()).not.toMatch(/from up to down/);
   });
 
   it('a dyno that ignores SIGTERM is killed after the stop timeout (R12)', async () => {

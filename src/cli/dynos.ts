@@ -3,8 +3,8 @@ import { mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { SlipwayError, UsageError } from '../errors.js';
-import { formatFormation, parseFormation, type Formation } from '../release/formation.js';
-import { appInfo, scaleStored } from '../release/info.js';
+import { formatFormation, isFormationType, parseFormation, scaleStored, type Formation } from '../release/formation.js';
+import { appInfo } from '../release/info.js';
 import { builtRelease } from '../release/releases.js';
 import { findStackByDigest } from '../stack/stacks.js';
 import { getSetting, openDb, setSetting } from '../store/db.js';
@@ -136,7 +136,7 @@ function psText(s: SupervisorStatus): string {
 
 /** `ps` of an app that is not up: what would run, per process type. */
 function stoppedText(app: string, release: number | undefined, formation: Formation, types: Record<string, string>): string {
-  const rows = Object.entries(types).filter(([t]) => t !== 'release').map(([t, c]) => [t, String(formation[t] ?? 0), c]);
+  const rows = Object.entries(types).filter(([t]) => isFormationType(t)).map(([t, c]) => [t, String(formation[t] ?? 0), c]);
   const head = `${app} is not up (formation: ${formatFormation(formation)}); ${release === undefined ? 'no release to run yet' : `current release v${release}`}; start it with slipway up ${app}`;
   return rows.length ? `${head}\n${table([['TYPE', 'SCALE', 'COMMAND'], ...rows])}` : head;
 }

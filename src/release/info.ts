@@ -1,23 +1,10 @@
 /** What `apps info`, `releases info` and `ps` of a stopped app show: the database and the slug's own metadata. */
-import { imageStorePath } from '../home.js';
-import type { Digest } from '../oci/digest.js';
-import { verifySlugManifest, type BuildpackUsed, type SlugMetadata } from '../slug/slug.js';
+import type { BuildpackUsed } from '../slug/slug.js';
 import { getSetting, type Db } from '../store/db.js';
-import { OciLayout } from '../store/layout.js';
 import { getApp } from './apps.js';
-import { getFormation, refuseUnknownTypes, setFormation, type Formation } from './formation.js';
-import { builtRelease, currentRelease, getRelease, isBuilt, latestRelease, listReleases, type BuiltRelease, type Release, type ReleaseStatus } from './releases.js';
-
-export async function slugMetadataOf(home: string, rel: BuiltRelease): Promise<SlugMetadata> {
-  const layout = await OciLayout.open(imageStorePath(home), { create: false });
-  return verifySlugManifest(layout, rel.slug as Digest, `${rel.app} v${rel.version}`);
-}
-
-/** The formation a release runs at: the stored one, web=1 for a web type never scaled, 0 for the rest. */
-export function formationFor(db: Db, app: string, processTypes: Record<string, string>): Formation {
-  const stored = getFormation(db, app);
-  return Object.fromEntries(Object.keys(processTypes).filter((t) => t !== 'release').map((t) => [t, Object.hasOwn(stored, t) ? stored[t]! : t === 'web' ? 1 : 0]));
-}
+import { formationFor, type Formation } from './formation.js';
+import { currentRelease, getRelease, isBuilt, latestRelease, listReleases, type BuiltRelease, type Release, type ReleaseStatus } from './releases.js';
+import { slugMetadataOf } from './slug-metadata.js';
 
 export interface AppInfo {
   name: string;
@@ -76,16 +63,4 @@ export async function releaseInfo(home: string, db: Db, app: string, version: nu
     buildpacks: meta?.buildpacks ?? [],
     ...(meta && { slugSize: meta.size.compressed }),
   };
-}
-
-/** The process types of a release, own names only (`constructor` is not a type unless declared). */
-export function typeMap(types: Record<string, string>): Map<string, string> {
-  return new Map(Object.keys(types).filter((t) => Object.hasOwn(types, t) && typeof types[t] === 'string').map((t) => [t, types[t]!]));
-}
-
-/** Scales an app that is not up: the change is checked against its current release's process types. */
-export async function scaleStored(home: string, db: Db, app: string, change: Formation): Promise<Formation> {
-  const rel = builtRelease(db, app);
-  refuseUnknownTypes(change, typeMap((await slugMetadataOf(home, rel)).processTypes), `${app} v${rel.version}`);
-  return setFormation(db, app, change);
 }

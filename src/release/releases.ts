@@ -239,3 +239,18 @@ export function builtRelease(db: Db, spec: string): BuiltRelease {
   }
   return rel;
 }
+
+/**
+ * What runs: the app's current release (the newest whose release phase succeeded), never a
+ * pending or failed one; an error saying why there is none.
+ */
+export function runningRelease(db: Db, app: string): BuiltRelease {
+  if (!db.prepare('SELECT 1 FROM apps WHERE name = ?').get(app)) throw new SlipwayError(`no app "${app}"`, { hint: 'see slipway apps' });
+  const rel = currentRelease(db, app);
+  if (isBuilt(rel)) return rel;
+  const latest = latestRelease(db, app);
+  if (!isBuilt(latest)) throw new SlipwayError(`${app} has no release with a slug yet`, { hint: `build it first: slipway build DIR --app ${app}` });
+  throw new SlipwayError(`${app} has no release whose release phase succeeded (v${latest.version} is ${latest.status})`, {
+    hint: latest.status === 'pending' ? `slipway up ${app} runs its release phase` : `see slipway releases ${app}; fix the release command and build again`,
+  });
+}

@@ -3,7 +3,7 @@
  * one-off dyno, before the release may go live. Its status is recorded on the release, so it never
  * runs twice (unless the process running it died), and only a succeeded release is current.
  */
-import { slugMetadataOf } from '../release/info.js';
+import { slugMetadataOf } from '../release/slug-metadata.js';
 import { claimReleasePhase, finishReleasePhase, currentRelease, headRelease, isBuilt, type BuiltRelease, type Release, type ReleaseStatus } from '../release/releases.js';
 import type { Stack } from '../stack/stacks.js';
 import type { Db } from '../store/db.js';

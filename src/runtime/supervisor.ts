@@ -7,9 +7,8 @@
  */
 import { constants as osConstants } from 'node:os';
 import { SlipwayError } from '../errors.js';
-import { getFormation, refuseUnknownTypes, setFormation, type Formation } from '../release/formation.js';
-import { typeMap } from '../release/info.js';
-import { currentRelease, headRelease, isBuilt, latestRelease, type BuiltRelease } from '../release/releases.js';
+import { getFormation, isFormationType, refuseUnknownTypes, setFormation, typeMap, type Formation } from '../release/formation.js';
+import { currentRelease, headRelease, isBuilt, runningRelease, type BuiltRelease } from '../release/releases.js';
 import type { Restrictions } from '../restrictions/document.js';
 import { judge } from '../restrictions/enforce.js';
 import { FactsCache } from '../restrictions/layer-facts.js';
@@ -52,6 +51,8 @@ interface Dyno {
   release: BuiltRelease;
   command: string;
   state: State;
+  /** The state a stopping dyno was in when it was told to stop. */
+  stoppedFrom?: State;
   running?: RunningDyno;
   /** Set while the runtime is starting the dyno's process. */
   launching?: Promise<RunningDyno>;
@@ -132,7 +133,7 @@ export class Supervisor {
       const text = reportText(report).trimEnd();
       this.say('release', `v${rel.version} refused by restrictions ${report.restrictions}`);
       for (const l of text.split('\n')) this.say('release', l);
-      throw new Error(`${rel.app} v${rel.version} refused by restrictions ${report.restrictions}:\n${text}`);
+      throw new SlipwayError(`${rel.app} v${rel.version} refused by restrictions ${report.restrictions}:\n${text}`, { hint: 'build a release these restrictions allow, or change them (slipway check explains each finding)' });
     }
   }
 
@@ -146,13 +147,8 @@ export class Supervisor {
    * pending newer one has its release phase run first); returns the dynos that did not come up.
    */
   async start(formation?: Formation): Promise<string[]> {
-    const rel = await settleReleases(this.phase, this.o.app);
-    if (!isBuilt(rel)) {
-      const latest = latestRelease(this.o.db, this.o.app);
-      throw new Error(isBuilt(latest)
-        ? `${this.o.app} has no release whose release phase succeeded (v${latest.version} is ${latest.status}); see slipway releases ${this.o.app}`
-        : `${this.o.app} has no release with a slug yet: build it first (slipway build DIR --app ${this.o.app})`);
-    }
+    await settleReleases(this.phase, this.o.app);
+    const rel = runningRelease(this.o.db, this.o.app);
     await this.admit(rel);
     const types = await this.typesOf(rel);
     if (formation) {
@@ -165,7 +161,7 @@ export class Supervisor {
     this.formation = this.effective(types);
     this.tellRouter();
     for (const n of this.o.runtime.notes) this.say('supervisor', n);
-    const dynos = this.launchFormation(rel);
+    const dynos = this.topUp(rel);
     const booted = await Promise.all(dynos.map((d) => d.booted));
     if (!this.stopped) this.poll = setInterval(() => void this.checkRelease(), this.o.pollMs ?? 1000);
     return dynos.filter((_, i) => !booted[i]).map((d) => d.name);
@@ -175,18 +171,8 @@ export class Supervisor {
   private effective(types: Map<string, string>): Formation {
     const f = getFormation(this.o.db, this.o.app);
     if (!Object.hasOwn(f, 'web') && types.has('web')) return setFormation(this.o.db, this.o.app, { web: 1 });
-    for (const [t, n] of Object.entries(f)) if ((!types.has(t) || t === 'release') && n > 0) this.say('supervisor', `formation has ${t}=${n}, but the release has no ${t} process type: skipped`);
+    for (const [t, n] of Object.entries(f)) if ((!types.has(t) || !isFormationType(t)) && n > 0) this.say('supervisor', `formation has ${t}=${n}, but the release has no ${t} process type: skipped`);
     return f;
-  }
-
-  private launchFormation(rel: BuiltRelease): Dyno[] {
-    const started: Dyno[] = [];
-    for (const [type, n] of Object.entries(this.formation)) {
-      const command = this.processTypes.get(type);
-      if (command === undefined || type === 'release') continue;
-      for (let i = 1; i <= n; i++) started.push(this.launch(rel, type, command, i));
-    }
-    return started;
   }
 
   /** Launches the dynos of `rel` the formation asks for that it does not run yet. */
@@ -194,7 +180,7 @@ export class Supervisor {
     const started: Dyno[] = [];
     for (const [type, n] of Object.entries(this.formation)) {
       const command = this.processTypes.get(type);
-      if (command === undefined || type === 'release') continue;
+      if (command === undefined || !isFormationType(type)) continue;
       const have = new Set([...this.dynos].filter((d) => d.type === type && d.release.version === rel.version && d.state !== 'stopping').map((d) => d.index));
       for (let i = 1; i <= n; i++) if (!have.has(i)) started.push(this.launch(rel, type, command, i));
     }
@@ -270,7 +256,7 @@ export class Supervisor {
     d.running = undefined;
     this.say(d.name, `Process exited with status ${exitStatus(e)}`);
     if (this.gone(d)) {
-      this.say(d.name, `State changed from ${d.state === 'stopping' ? 'up' : d.state} to down`);
+      this.say(d.name, `State changed from ${d.state === 'stopping' ? (d.stoppedFrom ?? 'up') : d.state} to down`);
       this.dynos.delete(d);
       return;
     }
@@ -296,6 +282,7 @@ export class Supervisor {
   /** Drains a dyno from the router, then SIGTERM, then SIGKILL after the grace period. */
   private async stopDyno(d: Dyno): Promise<void> {
     clearTimeout(d.restartTimer);
+    if (d.state !== 'stopping') d.stoppedFrom = d.state;
     d.state = 'stopping';
     // A dyno the runtime is still starting is stopped once its process exists, never left running.
     if (d.launching) await d.launching.catch(() => undefined);
@@ -341,7 +328,7 @@ export class Supervisor {
   /** Restarts one dyno (web.1) or all of them. */
   async restart(name?: string): Promise<string[]> {
     const targets = [...this.dynos].filter((d) => d.state !== 'stopping' && (!name || d.name === name || d.type === name));
-    if (name && targets.length === 0) throw new Error(`no dyno ${name} in ${this.o.app}`);
+    if (name && targets.length === 0) throw new SlipwayError(`no dyno ${name} in ${this.o.app}`, { hint: `see slipway ps ${this.o.app}` });
     await Promise.all(targets.map(async (d) => {
       this.say(d.name, 'Restarting');
       await this.stopDyno(d);
@@ -386,7 +373,7 @@ export class Supervisor {
     this.release = rel;
     this.processTypes = types;
     this.tellRouter();
-    const fresh = this.launchFormation(rel);
+    const fresh = this.topUp(rel);
     const ok = (await Promise.all(fresh.map((d) => d.booted))).every(Boolean);
     if (!ok) {
       this.say('supervisor', `v${rel.version} did not boot: keeping v${previous.release?.version} running`);
