@@ -9,8 +9,9 @@ import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadSqlite } from '../src/native.js';
-import { addRelease, claimReleasePhase, currentRelease, finishReleasePhase, setConfig } from '../src/release/releases.js';
+import { addRelease, claimReleasePhase, currentRelease, finishReleasePhase, getRelease, phaseStarted, setConfig } from '../src/release/releases.js';
 import { openDb } from '../src/store/db.js';
+import { processToken } from '../src/store/owner-token.js';
 import { busyboxWebApp, httpGet } from './helpers/apps.js';
 import { buildpack, busyboxRootfs } from './helpers/buildpacks.js';
 import { BIN, ok, run, slipway } from './helpers/cli.js';
@@ -213,23 +214,43 @@ describe('the release statuses migration', () => {
 });
 
 describe('release phase claims', () => {
-  it('a release phase held by a live process is not run twice; one whose process was killed is taken over', async () => {
+  it('a release phase held by a live process or its dyno is not run twice; a dead or reused pid holds nothing', async () => {
     const h = await tempDir();
     const db = openDb(h);
+    const procs: ReturnType<typeof spawn>[] = [];
+    const sleeper = (): ReturnType<typeof spawn> => procs[procs.push(spawn('sleep', ['30'])) - 1]!;
+    const killed = async (p: ReturnType<typeof spawn>): Promise<void> => {
+      p.kill('SIGKILL');
+      await new Promise((r) => p.once('close', r));
+    };
     try {
       const stack = { name: 'tiny', version: 1, digest: `sha256:${'1'.repeat(64)}` };
-      const builder = spawn('sleep', ['30']);
-      const rel = addRelease(db, 'claims', () => ({ slug: `sha256:${'2'.repeat(64)}`, stack, config: {}, description: 'Deploy', releaseCommand: 'migrate' }), { claim: builder.pid! });
+      const make = (claim: string) => addRelease(db, 'claims', () => ({ slug: `sha256:${'2'.repeat(64)}`, stack, config: {}, description: 'Deploy', releaseCommand: 'migrate' }), { claim });
+      const builder = sleeper();
+      const rel = make(processToken(builder.pid!)!);
       expect(rel.status).toBe('pending');
       expect(claimReleasePhase(db, 'claims', rel.version)).toBe(false);
-      // Killed while it held the claim: the next process runs the phase.
-      builder.kill('SIGKILL');
-      await new Promise((r) => builder.once('close', r));
+      expect(getRelease(db, 'claims', rel.version).phasePid).toBe(builder.pid);
+      // The builder started the release command's dyno, then was killed: the dyno holds the claim.
+      const dyno = sleeper();
+      phaseStarted(db, 'claims', rel.version, processToken(dyno.pid!)!, processToken(builder.pid!)!);
+      await killed(builder);
+      expect(claimReleasePhase(db, 'claims', rel.version)).toBe(false);
+      expect(getRelease(db, 'claims', rel.version).phasePid).toBe(dyno.pid);
+      // Once the dyno is gone too, the next process runs the phase.
+      await killed(dyno);
+      expect(getRelease(db, 'claims', rel.version).phasePid).toBeUndefined();
       expect(claimReleasePhase(db, 'claims', rel.version)).toBe(true);
       finishReleasePhase(db, 'claims', rel.version, 'failed', 'migrate');
       expect(claimReleasePhase(db, 'claims', rel.version)).toBe(false);
       expect(currentRelease(db, 'claims')).toBeUndefined();
+
+      // A live pid that is not the claimant (the pid was reused: another start time) holds nothing.
+      const reused = make(`${process.pid}@1`);
+      expect(getRelease(db, 'claims', reused.version).phasePid).toBeUndefined();
+      expect(claimReleasePhase(db, 'claims', reused.version)).toBe(true);
     } finally {
+      for (const p of procs) p.kill('SIGKILL');
       db.close();
     }
   });

@@ -12,7 +12,7 @@ export interface AppInfo {
   releases: number;
   current?: { version: number; description: string; createdAt: string };
   /** A newer release that is not current (pending or failed). */
-  latest?: { version: number; status: ReleaseStatus; description: string };
+  latest?: { version: number; status: ReleaseStatus; description: string; phasePid?: number };
   stack?: BuiltRelease['stack'];
   formation: Formation;
   processTypes: Record<string, string>;
@@ -35,7 +35,7 @@ export async function appInfo(home: string, db: Db, name: string): Promise<AppIn
     createdAt: app.createdAt,
     releases: listReleases(db, name).length,
     ...(current && { current: { version: current.version, description: current.description, createdAt: current.createdAt } }),
-    ...(latest && latest.version !== current?.version && { latest: { version: latest.version, status: latest.status, description: latest.description } }),
+    ...(latest && latest.version !== current?.version && { latest: { version: latest.version, status: latest.status, description: latest.description, ...(latest.phasePid !== undefined && { phasePid: latest.phasePid }) } }),
     ...(current?.stack && { stack: current.stack }),
     formation: formationFor(db, name, processTypes),
     processTypes,

@@ -18,7 +18,7 @@ import type { Db } from '../store/db.js';
 import type { DynoRuntime, Exit, RunningDyno } from './dyno.js';
 import { dynoSpec } from './dyno-spec.js';
 import type { AppLog } from './logs.js';
-import { runReleasePhase, settleReleases, slugProcessTypes, type ReleasePhaseContext } from './release-phase.js';
+import { runReleasePhase, settleReleases, slugProcessTypes, waitingText, type ReleasePhaseContext } from './release-phase.js';
 import type { Router } from './router.js';
 
 export type { BuiltRelease };
@@ -100,6 +100,10 @@ export class Supervisor {
   private deploying = false;
   /** The last release version a deploy was attempted for. */
   private tried: number | undefined;
+  /** The release command's dyno while this supervisor runs a release phase: stop() ends it. */
+  private phaseDyno: RunningDyno | undefined;
+  /** The pending release last said to wait for another process's release phase. */
+  private waitedFor: number | undefined;
   private stopped = false;
   private readonly stopMs: number;
   private readonly bootMs: number;
@@ -122,7 +126,15 @@ export class Supervisor {
   }
 
   private get phase(): ReleasePhaseContext {
-    return { home: this.o.home, db: this.o.db, runtime: this.o.runtime, log: this.o.log, ...(this.o.processTypes && { processTypes: this.o.processTypes }) };
+    return {
+      home: this.o.home, db: this.o.db, runtime: this.o.runtime, log: this.o.log,
+      ...(this.o.processTypes && { processTypes: this.o.processTypes }),
+      onDyno: (d) => {
+        this.phaseDyno = d;
+        // Stopped while the runtime was starting it: it is not left running.
+        if (d && this.stopped) void this.stopPhase();
+      },
+    };
   }
 
   /** Refuses a release the host's restrictions deny; the findings go to the log and the error. */
@@ -148,6 +160,7 @@ export class Supervisor {
    */
   async start(formation?: Formation): Promise<string[]> {
     await settleReleases(this.phase, this.o.app);
+    if (this.stopped) return [];
     const rel = runningRelease(this.o.db, this.o.app);
     await this.admit(rel);
     const types = await this.typesOf(rel);
@@ -349,10 +362,15 @@ export class Supervisor {
     this.deploying = true;
     try {
       // Pending while a build runs its release phase: looked at again at the next poll.
-      if (latest.status === 'pending' && (await runReleasePhase(this.phase, latest)) === 'pending') return;
+      if (latest.status === 'pending' && (await runReleasePhase(this.phase, latest)) === 'pending') {
+        if (this.waitedFor !== latest.version) this.say('release', waitingText(this.o.db, latest));
+        this.waitedFor = latest.version;
+        return;
+      }
       // Each new release is tried once: one refused by restrictions, or whose release phase or
       // dynos failed, is not retried every poll; the next release is.
       this.tried = latest.version;
+      if (this.stopped) return;
       const rel = currentRelease(this.o.db, this.o.app);
       if (isBuilt(rel) && rel.version > (this.release?.version ?? 0)) await this.deploy(rel);
     } catch (err) {
@@ -411,11 +429,26 @@ export class Supervisor {
     };
   }
 
-  /** Stops every dyno (drained, SIGTERM, SIGKILL after the grace period). */
+  /** A release phase this supervisor runs: SIGTERM, SIGKILL after the grace period; it fails. */
+  private async stopPhase(): Promise<void> {
+    const d = this.phaseDyno;
+    if (!d) return;
+    this.say('release', `Stopping the release command (${d.spec.name}) with SIGTERM: v${d.spec.release.version} does not go live`);
+    await d.signal('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const killed = await Promise.race([d.exited.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), this.stopMs)))]);
+    clearTimeout(timer);
+    if (killed) {
+      await d.signal('SIGKILL');
+      await d.exited;
+    }
+  }
+
+  /** Stops every dyno (drained, SIGTERM, SIGKILL after the grace period), a release phase's too. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.poll);
-    await Promise.all([...this.dynos].map((d) => this.stopDyno(d)));
+    await Promise.all([this.stopPhase(), ...[...this.dynos].map((d) => this.stopDyno(d))]);
     this.say('supervisor', 'All dynos stopped');
   }
 }
