@@ -4,7 +4,7 @@
  * app, scale refusals, H14, `logs -n 0`.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -253,5 +253,61 @@ describe('release phase claims', () => {
       for (const p of procs) p.kill('SIGKILL');
       db.close();
     }
+  });
+});
+
+describe('a build stopped during its release phase', () => {
+  const until = async (what: string, fn: () => boolean | Promise<boolean>, ms: number): Promise<void> => {
+    const end = Date.now() + ms;
+    while (!(await fn())) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  const build = (h: string, src: string, app: string): ReturnType<typeof spawn> =>
+    spawn(process.execPath, [BIN, 'build', src, '--app', app, '--runtime', 'process'], { env: { ...process.env, SLIPWAY_HOME: h }, stdio: 'ignore' });
+
+  it('killed with SIGKILL: its release dyno holds the release; up runs the current one and runs the command again only once that dyno ended', async () => {
+    const h = await home();
+    const lock = await tempDir();
+    // The release command fails if another copy of it runs at the same time.
+    const src = await busyboxWebApp(`web: busybox httpd -f -p $PORT -h www\nrelease: mkdir ${lock}/running || exit 9; sleep 4; rmdir ${lock}/running\n`);
+    await ok(slipway(h, ['-q', 'build', src, '--app', 'killed', '--runtime', 'process']));
+    await writeFile(join(src, 'www', 'index.html'), 'v2\n');
+    const b = build(h, src, 'killed');
+    await until('v2 release command running', () => existsSync(join(lock, 'running')), 60_000);
+    b.kill('SIGKILL');
+    await new Promise((r) => b.once('close', r));
+
+    const port = await up(h, 'killed', ['--runtime', 'process']);
+    expect((await httpGet(port, '/cgi-bin/dyno')).body).toBe('web.1 v1\n');
+    const v2 = (await json<(ReleaseRow & { phasePid?: number })[]>(h, ['releases', 'killed']))[0]!;
+    expect(v2).toMatchObject({ version: 2, status: 'pending', phasePid: expect.any(Number) });
+    expect((await ok(slipway(h, ['releases', 'killed']))).stdout).toMatch(new RegExp(`v2 +pending \\(release phase running in process ${v2.phasePid}\\)`));
+    expect(await logText(h, 'killed')).toMatch(new RegExp(`slipway\\[release\\]: v2 waits for its release phase, running in process ${v2.phasePid}: v1 runs until it ends`));
+    // Once the killed build's dyno ended, the supervisor runs the command again, alone, and rolls to v2.
+    await until('v2 live', async () => (await httpGet(port, '/cgi-bin/dyno')).body === 'web.1 v2\n', 30_000);
+    expect((await json<ReleaseRow[]>(h, ['releases', 'killed'])).map((r) => `v${r.version} ${r.status}`)).toEqual(['v2 succeeded', 'v1 succeeded']);
+    await ok(slipway(h, ['stop', 'killed']));
+  });
+
+  it('SIGTERM: its release dyno is stopped and the build fails', async () => {
+    const h = await home();
+    const marker = `${(Math.random() * 1000 + 100).toFixed(3)}`;
+    const src = await busyboxWebApp(`web: busybox httpd -f -p $PORT -h www\nrelease: sleep ${marker}\n`);
+    const sleeping = (): boolean => readdirSync('/proc').some((p) => {
+      try {
+        return /^\d+$/.test(p) && readFileSync(`/proc/${p}/cmdline`, 'utf8') === `sleep\0${marker}\0`;
+      } catch {
+        return false;
+      }
+    });
+    const b = build(h, src, 'term');
+    const code = new Promise<number | null>((r) => b.once('close', r));
+    await until('the release command running', sleeping, 60_000);
+    b.kill('SIGTERM');
+    expect(await code).toBe(1);
+    expect(sleeping()).toBe(false);
+    expect((await json<ReleaseRow[]>(h, ['releases', 'term'])).map((r) => `v${r.version} ${r.status}`)).toEqual(['v1 failed']);
   });
 });
