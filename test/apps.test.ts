@@ -182,6 +182,46 @@ describe('apps and releases, inspected and scaled', () => {
   });
 });
 
+describe('the current release, and what up reports', () => {
+  it('run, scale and ps use the current release, never a pending one; up says when a pending release phase fails, refuses an app already up, and reports a worker that crashes at once', async () => {
+    const h = await home();
+    const src = await busyboxWebApp('web: busybox httpd -f -p $PORT -h www\nrelease: true\n');
+    await ok(slipway(h, ['-q', 'build', src, '--app', 'cur', '--runtime', 'process']));
+    await writeFile(join(src, 'Procfile'), 'web: busybox httpd -f -p $PORT -h www\nworker: echo boom; exit 1\nrelease: exit 3\n');
+    expect((await slipway(h, ['-q', 'build', src, '--app', 'cur', '--runtime', 'process'])).code).toBe(1);
+    // v3: v2's slug again (a worker type, a failing release command), pending while the app is stopped.
+    await ok(slipway(h, ['rollback', 'cur', 'v2']));
+    expect((await json<ReleaseRow[]>(h, ['releases', 'cur'])).map((r) => `v${r.version} ${r.status}`)).toEqual(['v3 pending', 'v2 failed', 'v1 succeeded']);
+    const scaled = await slipway(h, ['scale', 'cur', 'worker=1']);
+    expect([scaled.code, scaled.stderr]).toEqual([1, expect.stringMatching(/cur v1 has no worker process type\nhint: its process types: web\n/)]);
+    expect((await json<{ processTypes: Record<string, string> }>(h, ['ps', 'cur'])).processTypes).toEqual({ web: 'busybox httpd -f -p $PORT -h www', release: 'true' });
+    expect((await ok(slipway(h, ['run', 'cur', '--runtime', 'process', 'echo $SLIPWAY_RELEASE']))).stdout).toBe('v1\n');
+
+    running.push({ home: h, app: 'cur' });
+    const upped = await ok(slipway(h, ['up', 'cur', '--detach', '--runtime', 'process']));
+    expect(upped.stderr).toMatch(/the release phase of cur v3 failed: v1 runs instead/);
+    expect(upped.stdout).toMatch(/^cur v1 is up: http:\/\/127\.0\.0\.1:(\d+)/);
+    const url = (await json<{ url: string }>(h, ['apps', 'info', 'cur'])).url;
+    const again = await slipway(h, ['up', 'cur', '--detach', '--runtime', 'process', '--port', '1']);
+    expect([again.code, again.stderr]).toEqual([1, expect.stringMatching(/^error: cur is already up\nhint: slipway ps cur; slipway stop cur first/)]);
+    expect((await json<{ url: string }>(h, ['apps', 'info', 'cur'])).url).toBe(url);
+    await ok(slipway(h, ['stop', 'cur']));
+
+    // A worker that crashes at once is no "up": exit 1, and --json says which dynos failed.
+    await writeFile(join(src, 'Procfile'), 'web: busybox httpd -f -p $PORT -h www\nworker: echo boom; exit 1\n');
+    await ok(slipway(h, ['-q', 'build', src, '--app', 'cur', '--runtime', 'process']));
+    await ok(slipway(h, ['scale', 'cur', 'worker=1']));
+    const crashing = await slipway(h, ['--json', 'up', 'cur', '--detach', '--runtime', 'process']);
+    expect(crashing.code).toBe(1);
+    expect(JSON.parse(crashing.stdout)).toMatchObject({ release: 4, failed: ['worker.1'] });
+    expect(crashing.stderr).toMatch(/cur did not come up: worker\.1 failed to boot or crashed at once[\s\S]*slipway\[worker\.1\]: Process exited with status 1/);
+    await ok(slipway(h, ['stop', 'cur']));
+    const fine = await json<{ failed: string[] }>(h, ['up', 'cur', '--detach', '--runtime', 'process', '--scale', 'worker=0']);
+    expect(fine.failed).toEqual([]);
+    await ok(slipway(h, ['stop', 'cur']));
+  });
+});
+
 describe('the release statuses migration', () => {
   it('keeps a home made before statuses working: its releases count as succeeded, and a new release of theirs is pending until its release command is known', async () => {
     const h = await tempDir();

@@ -38,6 +38,8 @@ export interface SupervisorOptions {
   maxBackoffMs?: number;
   /** How often the current release is looked up (a build, config change or rebase makes a new one). */
   pollMs?: number;
+  /** How long after launch start() watches for dynos that crash at once (default 2 s). */
+  settleMs?: number;
   /** A release's process types (default: read from its slug). */
   processTypes?: (rel: BuiltRelease) => Promise<Record<string, string>>;
 }
@@ -156,7 +158,8 @@ export class Supervisor {
 
   /**
    * Starts the formation of the current release (the newest whose release phase succeeded; a
-   * pending newer one has its release phase run first); returns the dynos that did not come up.
+   * pending newer one has its release phase run first); returns the dynos that did not come up:
+   * a web dyno that did not boot, or any dyno that crashed within the first seconds (settleMs).
    */
   async start(formation?: Formation): Promise<string[]> {
     await settleReleases(this.phase, this.o.app);
@@ -174,10 +177,13 @@ export class Supervisor {
     this.formation = this.effective(types);
     this.tellRouter();
     for (const n of this.o.runtime.notes) this.say('supervisor', n);
+    const launched = Date.now();
     const dynos = this.topUp(rel);
     const booted = await Promise.all(dynos.map((d) => d.booted));
+    const settle = launched + (this.o.settleMs ?? 2000) - Date.now();
+    if (settle > 0 && !this.stopped) await new Promise((r) => setTimeout(r, settle));
     if (!this.stopped) this.poll = setInterval(() => void this.checkRelease(), this.o.pollMs ?? 1000);
-    return dynos.filter((_, i) => !booted[i]).map((d) => d.name);
+    return dynos.filter((d, i) => !booted[i] || d.crashes > 0).map((d) => d.name);
   }
 
   /** The stored formation, with web=1 for an app that has a web type never scaled (as Heroku's first deploy). */
