@@ -141,6 +141,11 @@ describe('apps and releases, inspected and scaled', () => {
     expect((await slipway(h, ['build', src, '--app', 'first', '--runtime', 'process', '--buildpack', failing])).code).toBe(1);
     expect(await json(h, ['apps'])).toEqual([]);
     expect((await slipway(h, ['apps', 'info', 'first'])).stderr).toMatch(/no app "first"/);
+    // Its build log and cache stay (the error names the log) until apps destroy removes them.
+    expect(existsSync(join(h, 'builds', 'first', 'logs'))).toBe(true);
+    expect(await json(h, ['apps', 'destroy', 'first', '--confirm', 'first'])).toEqual({ app: 'first', releases: 0, slugsReleased: [], stopped: false });
+    expect(existsSync(join(h, 'builds', 'first'))).toBe(false);
+    expect((await slipway(h, ['apps', 'destroy', 'first', '--confirm', 'first'])).stderr).toMatch(/no app "first"/);
 
     // keep and gone share one slug; gone has a second one of its own.
     await ok(slipway(h, ['-q', 'build', src, '--app', 'keep', '--runtime', 'process']));
@@ -171,6 +176,14 @@ describe('apps and releases, inspected and scaled', () => {
     await ok(slipway(h, ['image', 'gc']));
     expect(existsSync(join(h, 'images', 'blobs', 'sha256', slugs[0]!.slice(7)))).toBe(false);
     expect(existsSync(join(h, 'images', 'blobs', 'sha256', shared.slice(7)))).toBe(true);
+
+    // A slug pull that fails (its stack is not on that host) leaves no app there.
+    const layoutDir = join(await tempDir(), 'slugs');
+    await ok(slipway(h, ['-q', 'slug', 'push', 'keep', `oci:${layoutDir}:keep`]));
+    const bare = await tempDir();
+    const pulled = await slipway(bare, ['slug', 'pull', `oci:${layoutDir}:keep`, '--app', 'pulled']);
+    expect([pulled.code, pulled.stderr]).toEqual([1, expect.stringMatching(/the slug was built on stack tiny sha256:\w+, which is not here/)]);
+    expect(await json(bare, ['apps'])).toEqual([]);
 
     // keep still runs, and a new app by the old name starts from nothing.
     const keepPort = await up(h, 'keep', ['--runtime', 'process']);
