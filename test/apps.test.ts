@@ -9,7 +9,8 @@ import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadSqlite } from '../src/native.js';
-import { addRelease, claimReleasePhase, currentRelease, finishReleasePhase, getRelease, phaseStarted, setConfig } from '../src/release/releases.js';
+import { addRelease, claimReleasePhase, currentRelease, finishReleasePhase, getRelease, phaseStarted, rebaseFleet, setConfig, type Release } from '../src/release/releases.js';
+import type { Stack } from '../src/stack/stacks.js';
 import { openDb } from '../src/store/db.js';
 import { processToken } from '../src/store/owner-token.js';
 import { busyboxWebApp, httpGet } from './helpers/apps.js';
@@ -260,6 +261,27 @@ describe('the release statuses migration', () => {
       expect(claimReleasePhase(db, 'legacy', 2)).toBe(true);
       finishReleasePhase(db, 'legacy', 2, 'succeeded', '');
       expect(setConfig(db, 'legacy', { C: '3' })).toMatchObject({ version: 3, status: 'succeeded', config: { A: '1', B: '2', C: '3' } });
+    } finally {
+      db.close();
+    }
+    // --json says null for a release without a release command, whether made before the migration or after.
+    expect((await json<{ version: number; releaseCommand: unknown }[]>(h, ['releases', 'legacy'])).map((r) => [r.version, r.releaseCommand])).toEqual([[3, null], [2, null], [1, null]]);
+  });
+});
+
+describe('rebase --all --dry-run', () => {
+  it('reports the release it would make: the next version, pending when the slug has a release command', async () => {
+    const h = await tempDir();
+    const db = openDb(h);
+    try {
+      const stack = (version: number, digit: string): Stack => ({ name: 'tiny', version, digest: `sha256:${digit.repeat(64)}`, source: 'test', size: 0, createdAt: '' });
+      const make = (): Release => addRelease(db, 'fleet', () => ({ slug: `sha256:${'2'.repeat(64)}`, stack: stack(1, '1'), config: {}, description: 'Deploy', releaseCommand: 'migrate' }));
+      finishReleasePhase(db, 'fleet', make().version, 'succeeded', 'migrate');
+      finishReleasePhase(db, 'fleet', make().version, 'failed', 'migrate');
+      const [dry] = rebaseFleet(db, stack(2, '3'), { dryRun: true });
+      expect([dry!.from.version, dry!.to.version, dry!.to.status]).toEqual([1, 3, 'pending']);
+      const [made] = rebaseFleet(db, stack(2, '3'));
+      expect([made!.to.version, made!.to.status]).toEqual([3, 'pending']);
     } finally {
       db.close();
     }

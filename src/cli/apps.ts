@@ -6,8 +6,8 @@ import { build, type BuildDirs } from '../buildpack/build.js';
 import type { BuildRuntime } from '../buildpack/step.js';
 import { SlipwayError, UsageError } from '../errors.js';
 import { checkAppName, createApp, getApp, listApps } from '../release/apps.js';
-import { appInfo, releaseInfo, type AppInfo, type ReleaseInfo } from '../release/info.js';
-import { currentRelease, headRelease, listReleases, parseAssignments, parseVersion, rollback, setConfig, unsetConfig, type Release } from '../release/releases.js';
+import { appInfo, releaseInfo, releaseList, type AppInfo, type ReleaseInfo } from '../release/info.js';
+import { headRelease, parseAssignments, parseVersion, rollback, setConfig, unsetConfig, type Release } from '../release/releases.js';
 import { destroyApp } from '../runtime/destroy.js';
 import { buildReleasePhase } from '../runtime/release-phase.js';
 import { ContainerBuildRuntime, BUILD_CONTAINER_PREFIX } from '../runtime/build-container.js';
@@ -177,9 +177,8 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
     .action(async (name: string) => {
       const g = globals();
       await withDb(g, async (db) => {
-        getApp(db, name);
-        const current = currentRelease(db, name)?.version;
-        const rows = listReleases(db, name).map(({ config, ...r }) => ({ ...r, current: r.version === current, configKeys: Object.keys(config) }));
+        const rows = await releaseList(g.home, db, name);
+        const current = rows.find((r) => r.current)?.version;
         print(
           g,
           rows,

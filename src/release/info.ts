@@ -45,7 +45,25 @@ export async function appInfo(home: string, db: Db, name: string): Promise<AppIn
   };
 }
 
-export interface ReleaseInfo extends Release {
+/** A release as `releases` and `releases info` show it: its release command, or null when it has none. */
+export type ShownRelease = Omit<Release, 'releaseCommand'> & { releaseCommand: string | null };
+
+/** The release command a release has: recorded, or (a release made before it was recorded) read from its slug. */
+async function releaseCommandOf(home: string, rel: Release): Promise<string | null> {
+  if (rel.releaseCommand !== undefined) return rel.releaseCommand || null;
+  if (!isBuilt(rel)) return null;
+  const types = await slugMetadataOf(home, rel).then((m) => m.processTypes, () => ({} as Record<string, string>));
+  return Object.hasOwn(types, 'release') ? types.release! : null;
+}
+
+/** An app's releases, newest first, each with whether it is current. */
+export async function releaseList(home: string, db: Db, app: string): Promise<(Omit<ShownRelease, 'config'> & { current: boolean; configKeys: string[] })[]> {
+  getApp(db, app);
+  const current = currentRelease(db, app)?.version;
+  return Promise.all(listReleases(db, app).map(async ({ config, ...r }) => ({ ...r, releaseCommand: await releaseCommandOf(home, r as Release), current: r.version === current, configKeys: Object.keys(config) })));
+}
+
+export interface ReleaseInfo extends ShownRelease {
   current: boolean;
   processTypes: Record<string, string>;
   buildpacks: BuildpackUsed[];
@@ -58,6 +76,7 @@ export async function releaseInfo(home: string, db: Db, app: string, version: nu
   const meta = isBuilt(rel) ? await slugMetadataOf(home, rel) : undefined;
   return {
     ...rel,
+    releaseCommand: meta ? (Object.hasOwn(meta.processTypes, 'release') ? meta.processTypes.release! : null) : null,
     current: currentRelease(db, app)?.version === rel.version,
     processTypes: meta?.processTypes ?? {},
     buildpacks: meta?.buildpacks ?? [],

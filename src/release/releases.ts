@@ -129,6 +129,11 @@ export function parseVersion(text: string): number {
 
 type NewRelease = Omit<Release, 'app' | 'version' | 'createdAt' | 'status'>;
 
+/** A new release is pending when its slug may have a release command (unknown counts), else succeeded. */
+function newStatus(r: NewRelease): ReleaseStatus {
+  return r.slug !== undefined && r.releaseCommand !== '' ? 'pending' : 'succeeded';
+}
+
 /**
  * Appends release vN+1 in one transaction, built from the head release by `change`. It is
  * pending when its slug may have a release command (`claim`: the owner token of the process that
@@ -140,7 +145,7 @@ export function addRelease(db: Db, app: string, change: (head: Release | undefin
     db.prepare('INSERT INTO apps (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING').run(app, new Date().toISOString());
     const next = change(headRelease(db, app));
     const version = ((db.prepare('SELECT MAX(version) AS v FROM releases WHERE app = ?').get(app) as { v: number | null }).v ?? 0) + 1;
-    const status: ReleaseStatus = next.slug !== undefined && next.releaseCommand !== '' ? 'pending' : 'succeeded';
+    const status = newStatus(next);
     const release: Release = { app, version, ...next, status, createdAt: new Date().toISOString() };
     db.prepare(
       'INSERT INTO releases (app, version, slug, stack_name, stack_version, stack_digest, config, description, created_at, status, release_command, phase_owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
@@ -232,7 +237,8 @@ export function rebaseFleet(db: Db, stack: Stack, opts: { dryRun?: boolean } = {
         config: cur.config,
         description: `Rebase onto ${stack.name}@v${stack.version}`,
       };
-      const to = opts.dryRun ? { ...next, app, version: cur.version + 1, createdAt: '', status: cur.status } : addRelease(db, app, () => next);
+      const version = ((db.prepare('SELECT MAX(version) AS v FROM releases WHERE app = ?').get(app) as { v: number }).v) + 1;
+      const to = opts.dryRun ? { ...next, app, version, createdAt: '', status: newStatus(next) } : addRelease(db, app, () => next);
       moves.push({ app, from: cur, to });
     }
     return moves;
