@@ -82,11 +82,13 @@ describe('apps and releases, inspected and scaled', () => {
     const h = await home();
     await ok(slipway(h, ['-q', 'build', await busyboxWebApp('web: busybox httpd -f -p $PORT -h www\nworker: sleep 1000\nrelease: true\n'), '--app', 'shop', '--runtime', 'process']));
     await ok(slipway(h, ['config', 'set', 'shop', 'SECRET=s3cret']));
-    for (const bad of ['nosuch=1', 'constructor=1', 'release=1']) {
+    for (const bad of ['nosuch=1', 'constructor=1']) {
       const r = await slipway(h, ['scale', 'shop', bad]);
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(new RegExp(`shop v2 has no ${bad.split('=')[0]} process type\\nhint: its process types: web, worker`));
+      // v2 (the config change) is pending: v1 is current, and its types are what scales.
+      expect(r.stderr).toMatch(new RegExp(`shop v1 has no ${bad.split('=')[0]} process type\\nhint: its process types: web, worker`));
     }
+    expect((await slipway(h, ['scale', 'shop', 'release=1'])).stderr).toMatch(/the release process type runs once per release \(its release phase\) and cannot be scaled/);
     // Scaling another type leaves web at its first-deploy default of 1, as on Heroku.
     await ok(slipway(h, ['scale', 'shop', 'worker=2']));
 
