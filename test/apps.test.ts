@@ -4,13 +4,15 @@
  * app, scale refusals, H14, `logs -n 0`.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadSqlite } from '../src/native.js';
-import { addRelease, claimReleasePhase, currentRelease, finishReleasePhase, setConfig } from '../src/release/releases.js';
+import { addRelease, claimReleasePhase, currentRelease, finishReleasePhase, getRelease, phaseStarted, rebaseFleet, setConfig, type Release } from '../src/release/releases.js';
+import type { Stack } from '../src/stack/stacks.js';
 import { openDb } from '../src/store/db.js';
+import { processToken } from '../src/store/owner-token.js';
 import { busyboxWebApp, httpGet } from './helpers/apps.js';
 import { buildpack, busyboxRootfs } from './helpers/buildpacks.js';
 import { BIN, ok, run, slipway } from './helpers/cli.js';
@@ -80,11 +82,13 @@ describe('apps and releases, inspected and scaled', () => {
     const h = await home();
     await ok(slipway(h, ['-q', 'build', await busyboxWebApp('web: busybox httpd -f -p $PORT -h www\nworker: sleep 1000\nrelease: true\n'), '--app', 'shop', '--runtime', 'process']));
     await ok(slipway(h, ['config', 'set', 'shop', 'SECRET=s3cret']));
-    for (const bad of ['nosuch=1', 'constructor=1', 'release=1']) {
+    for (const bad of ['nosuch=1', 'constructor=1']) {
       const r = await slipway(h, ['scale', 'shop', bad]);
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(new RegExp(`shop v2 has no ${bad.split('=')[0]} process type\\nhint: its process types: web, worker`));
+      // v2 (the config change) is pending: v1 is current, and its types are what scales.
+      expect(r.stderr).toMatch(new RegExp(`shop v1 has no ${bad.split('=')[0]} process type\\nhint: its process types: web, worker`));
     }
+    expect((await slipway(h, ['scale', 'shop', 'release=1'])).stderr).toMatch(/the release process type runs once per release \(its release phase\) and cannot be scaled/);
     // Scaling another type leaves web at its first-deploy default of 1, as on Heroku.
     await ok(slipway(h, ['scale', 'shop', 'worker=2']));
 
@@ -140,6 +144,11 @@ describe('apps and releases, inspected and scaled', () => {
     expect((await slipway(h, ['build', src, '--app', 'first', '--runtime', 'process', '--buildpack', failing])).code).toBe(1);
     expect(await json(h, ['apps'])).toEqual([]);
     expect((await slipway(h, ['apps', 'info', 'first'])).stderr).toMatch(/no app "first"/);
+    // Its build log and cache stay (the error names the log) until apps destroy removes them.
+    expect(existsSync(join(h, 'builds', 'first', 'logs'))).toBe(true);
+    expect(await json(h, ['apps', 'destroy', 'first', '--confirm', 'first'])).toEqual({ app: 'first', releases: 0, slugsReleased: [], stopped: false });
+    expect(existsSync(join(h, 'builds', 'first'))).toBe(false);
+    expect((await slipway(h, ['apps', 'destroy', 'first', '--confirm', 'first'])).stderr).toMatch(/no app "first"/);
 
     // keep and gone share one slug; gone has a second one of its own.
     await ok(slipway(h, ['-q', 'build', src, '--app', 'keep', '--runtime', 'process']));
@@ -171,6 +180,14 @@ describe('apps and releases, inspected and scaled', () => {
     expect(existsSync(join(h, 'images', 'blobs', 'sha256', slugs[0]!.slice(7)))).toBe(false);
     expect(existsSync(join(h, 'images', 'blobs', 'sha256', shared.slice(7)))).toBe(true);
 
+    // A slug pull that fails (its stack is not on that host) leaves no app there.
+    const layoutDir = join(await tempDir(), 'slugs');
+    await ok(slipway(h, ['-q', 'slug', 'push', 'keep', `oci:${layoutDir}:keep`]));
+    const bare = await tempDir();
+    const pulled = await slipway(bare, ['slug', 'pull', `oci:${layoutDir}:keep`, '--app', 'pulled']);
+    expect([pulled.code, pulled.stderr]).toEqual([1, expect.stringMatching(/the slug was built on stack tiny sha256:\w+, which is not here/)]);
+    expect(await json(bare, ['apps'])).toEqual([]);
+
     // keep still runs, and a new app by the old name starts from nothing.
     const keepPort = await up(h, 'keep', ['--runtime', 'process']);
     expect((await httpGet(keepPort, '/cgi-bin/dyno')).body).toBe('web.1 v1\n');
@@ -178,6 +195,46 @@ describe('apps and releases, inspected and scaled', () => {
     await ok(slipway(h, ['-q', 'build', src, '--app', 'gone', '--runtime', 'process']));
     expect((await json<ReleaseRow[]>(h, ['releases', 'gone'])).map((r) => r.version)).toEqual([1]);
     expect(await logText(h, 'gone')).toBe('');
+  });
+});
+
+describe('the current release, and what up reports', () => {
+  it('run, scale and ps use the current release, never a pending one; up says when a pending release phase fails, refuses an app already up, and reports a worker that crashes at once', async () => {
+    const h = await home();
+    const src = await busyboxWebApp('web: busybox httpd -f -p $PORT -h www\nrelease: true\n');
+    await ok(slipway(h, ['-q', 'build', src, '--app', 'cur', '--runtime', 'process']));
+    await writeFile(join(src, 'Procfile'), 'web: busybox httpd -f -p $PORT -h www\nworker: echo boom; exit 1\nrelease: exit 3\n');
+    expect((await slipway(h, ['-q', 'build', src, '--app', 'cur', '--runtime', 'process'])).code).toBe(1);
+    // v3: v2's slug again (a worker type, a failing release command), pending while the app is stopped.
+    await ok(slipway(h, ['rollback', 'cur', 'v2']));
+    expect((await json<ReleaseRow[]>(h, ['releases', 'cur'])).map((r) => `v${r.version} ${r.status}`)).toEqual(['v3 pending', 'v2 failed', 'v1 succeeded']);
+    const scaled = await slipway(h, ['scale', 'cur', 'worker=1']);
+    expect([scaled.code, scaled.stderr]).toEqual([1, expect.stringMatching(/cur v1 has no worker process type\nhint: its process types: web\n/)]);
+    expect((await json<{ processTypes: Record<string, string> }>(h, ['ps', 'cur'])).processTypes).toEqual({ web: 'busybox httpd -f -p $PORT -h www', release: 'true' });
+    expect((await ok(slipway(h, ['run', 'cur', '--runtime', 'process', 'echo $SLIPWAY_RELEASE']))).stdout).toBe('v1\n');
+
+    running.push({ home: h, app: 'cur' });
+    const upped = await ok(slipway(h, ['up', 'cur', '--detach', '--runtime', 'process']));
+    expect(upped.stderr).toMatch(/the release phase of cur v3 failed: v1 runs instead/);
+    expect(upped.stdout).toMatch(/^cur v1 is up: http:\/\/127\.0\.0\.1:(\d+)/);
+    const url = (await json<{ url: string }>(h, ['apps', 'info', 'cur'])).url;
+    const again = await slipway(h, ['up', 'cur', '--detach', '--runtime', 'process', '--port', '1']);
+    expect([again.code, again.stderr]).toEqual([1, expect.stringMatching(/^error: cur is already up\nhint: slipway ps cur; slipway stop cur first/)]);
+    expect((await json<{ url: string }>(h, ['apps', 'info', 'cur'])).url).toBe(url);
+    await ok(slipway(h, ['stop', 'cur']));
+
+    // A worker that crashes at once is no "up": exit 1, and --json says which dynos failed.
+    await writeFile(join(src, 'Procfile'), 'web: busybox httpd -f -p $PORT -h www\nworker: echo boom; exit 1\n');
+    await ok(slipway(h, ['-q', 'build', src, '--app', 'cur', '--runtime', 'process']));
+    await ok(slipway(h, ['scale', 'cur', 'worker=1']));
+    const crashing = await slipway(h, ['--json', 'up', 'cur', '--detach', '--runtime', 'process']);
+    expect(crashing.code).toBe(1);
+    expect(JSON.parse(crashing.stdout)).toMatchObject({ release: 4, failed: ['worker.1'] });
+    expect(crashing.stderr).toMatch(/cur did not come up: worker\.1 failed to boot or crashed at once[\s\S]*slipway\[worker\.1\]: Process exited with status 1/);
+    await ok(slipway(h, ['stop', 'cur']));
+    const fine = await json<{ failed: string[] }>(h, ['up', 'cur', '--detach', '--runtime', 'process', '--scale', 'worker=0']);
+    expect(fine.failed).toEqual([]);
+    await ok(slipway(h, ['stop', 'cur']));
   });
 });
 
@@ -209,28 +266,125 @@ describe('the release statuses migration', () => {
     } finally {
       db.close();
     }
+    // --json says null for a release without a release command, whether made before the migration or after.
+    expect((await json<{ version: number; releaseCommand: unknown }[]>(h, ['releases', 'legacy'])).map((r) => [r.version, r.releaseCommand])).toEqual([[3, null], [2, null], [1, null]]);
+  });
+});
+
+describe('rebase --all --dry-run', () => {
+  it('reports the release it would make: the next version, pending when the slug has a release command', async () => {
+    const h = await tempDir();
+    const db = openDb(h);
+    try {
+      const stack = (version: number, digit: string): Stack => ({ name: 'tiny', version, digest: `sha256:${digit.repeat(64)}`, source: 'test', size: 0, createdAt: '' });
+      const make = (): Release => addRelease(db, 'fleet', () => ({ slug: `sha256:${'2'.repeat(64)}`, stack: stack(1, '1'), config: {}, description: 'Deploy', releaseCommand: 'migrate' }));
+      finishReleasePhase(db, 'fleet', make().version, 'succeeded', 'migrate');
+      finishReleasePhase(db, 'fleet', make().version, 'failed', 'migrate');
+      const [dry] = rebaseFleet(db, stack(2, '3'), { dryRun: true });
+      expect([dry!.from.version, dry!.to.version, dry!.to.status]).toEqual([1, 3, 'pending']);
+      const [made] = rebaseFleet(db, stack(2, '3'));
+      expect([made!.to.version, made!.to.status]).toEqual([3, 'pending']);
+    } finally {
+      db.close();
+    }
   });
 });
 
 describe('release phase claims', () => {
-  it('a release phase held by a live process is not run twice; one whose process was killed is taken over', async () => {
+  it('a release phase held by a live process or its dyno is not run twice; a dead or reused pid holds nothing', async () => {
     const h = await tempDir();
     const db = openDb(h);
+    const procs: ReturnType<typeof spawn>[] = [];
+    const sleeper = (): ReturnType<typeof spawn> => procs[procs.push(spawn('sleep', ['30'])) - 1]!;
+    const killed = async (p: ReturnType<typeof spawn>): Promise<void> => {
+      p.kill('SIGKILL');
+      await new Promise((r) => p.once('close', r));
+    };
     try {
       const stack = { name: 'tiny', version: 1, digest: `sha256:${'1'.repeat(64)}` };
-      const builder = spawn('sleep', ['30']);
-      const rel = addRelease(db, 'claims', () => ({ slug: `sha256:${'2'.repeat(64)}`, stack, config: {}, description: 'Deploy', releaseCommand: 'migrate' }), { claim: builder.pid! });
+      const make = (claim: string) => addRelease(db, 'claims', () => ({ slug: `sha256:${'2'.repeat(64)}`, stack, config: {}, description: 'Deploy', releaseCommand: 'migrate' }), { claim });
+      const builder = sleeper();
+      const rel = make(processToken(builder.pid!)!);
       expect(rel.status).toBe('pending');
       expect(claimReleasePhase(db, 'claims', rel.version)).toBe(false);
-      // Killed while it held the claim: the next process runs the phase.
-      builder.kill('SIGKILL');
-      await new Promise((r) => builder.once('close', r));
+      expect(getRelease(db, 'claims', rel.version).phasePid).toBe(builder.pid);
+      // The builder started the release command's dyno, then was killed: the dyno holds the claim.
+      const dyno = sleeper();
+      phaseStarted(db, 'claims', rel.version, processToken(dyno.pid!)!, processToken(builder.pid!)!);
+      await killed(builder);
+      expect(claimReleasePhase(db, 'claims', rel.version)).toBe(false);
+      expect(getRelease(db, 'claims', rel.version).phasePid).toBe(dyno.pid);
+      // Once the dyno is gone too, the next process runs the phase.
+      await killed(dyno);
+      expect(getRelease(db, 'claims', rel.version).phasePid).toBeUndefined();
       expect(claimReleasePhase(db, 'claims', rel.version)).toBe(true);
       finishReleasePhase(db, 'claims', rel.version, 'failed', 'migrate');
       expect(claimReleasePhase(db, 'claims', rel.version)).toBe(false);
       expect(currentRelease(db, 'claims')).toBeUndefined();
+
+      // A live pid that is not the claimant (the pid was reused: another start time) holds nothing.
+      const reused = make(`${process.pid}@1`);
+      expect(getRelease(db, 'claims', reused.version).phasePid).toBeUndefined();
+      expect(claimReleasePhase(db, 'claims', reused.version)).toBe(true);
     } finally {
+      for (const p of procs) p.kill('SIGKILL');
       db.close();
     }
+  });
+});
+
+describe('a build stopped during its release phase', () => {
+  const until = async (what: string, fn: () => boolean | Promise<boolean>, ms: number): Promise<void> => {
+    const end = Date.now() + ms;
+    while (!(await fn())) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  const build = (h: string, src: string, app: string): ReturnType<typeof spawn> =>
+    spawn(process.execPath, [BIN, 'build', src, '--app', app, '--runtime', 'process'], { env: { ...process.env, SLIPWAY_HOME: h }, stdio: 'ignore' });
+
+  it('killed with SIGKILL: its release dyno holds the release; up runs the current one and runs the command again only once that dyno ended', async () => {
+    const h = await home();
+    const lock = await tempDir();
+    // The release command fails if another copy of it runs at the same time.
+    const src = await busyboxWebApp(`web: busybox httpd -f -p $PORT -h www\nrelease: mkdir ${lock}/running || exit 9; sleep 4; rmdir ${lock}/running\n`);
+    await ok(slipway(h, ['-q', 'build', src, '--app', 'killed', '--runtime', 'process']));
+    await writeFile(join(src, 'www', 'index.html'), 'v2\n');
+    const b = build(h, src, 'killed');
+    await until('v2 release command running', () => existsSync(join(lock, 'running')), 60_000);
+    b.kill('SIGKILL');
+    await new Promise((r) => b.once('close', r));
+
+    const port = await up(h, 'killed', ['--runtime', 'process']);
+    expect((await httpGet(port, '/cgi-bin/dyno')).body).toBe('web.1 v1\n');
+    const v2 = (await json<(ReleaseRow & { phasePid?: number })[]>(h, ['releases', 'killed']))[0]!;
+    expect(v2).toMatchObject({ version: 2, status: 'pending', phasePid: expect.any(Number) });
+    expect((await ok(slipway(h, ['releases', 'killed']))).stdout).toMatch(new RegExp(`v2 +pending \\(release phase running in process ${v2.phasePid}\\)`));
+    expect(await logText(h, 'killed')).toMatch(new RegExp(`slipway\\[release\\]: v2 waits for its release phase, running in process ${v2.phasePid}: v1 runs until it ends`));
+    // Once the killed build's dyno ended, the supervisor runs the command again, alone, and rolls to v2.
+    await until('v2 live', async () => (await httpGet(port, '/cgi-bin/dyno')).body === 'web.1 v2\n', 30_000);
+    expect((await json<ReleaseRow[]>(h, ['releases', 'killed'])).map((r) => `v${r.version} ${r.status}`)).toEqual(['v2 succeeded', 'v1 succeeded']);
+    await ok(slipway(h, ['stop', 'killed']));
+  });
+
+  it('SIGTERM: its release dyno is stopped and the build fails', async () => {
+    const h = await home();
+    const marker = `${(Math.random() * 1000 + 100).toFixed(3)}`;
+    const src = await busyboxWebApp(`web: busybox httpd -f -p $PORT -h www\nrelease: sleep ${marker}\n`);
+    const sleeping = (): boolean => readdirSync('/proc').some((p) => {
+      try {
+        return /^\d+$/.test(p) && readFileSync(`/proc/${p}/cmdline`, 'utf8') === `sleep\0${marker}\0`;
+      } catch {
+        return false;
+      }
+    });
+    const b = build(h, src, 'term');
+    const code = new Promise<number | null>((r) => b.once('close', r));
+    await until('the release command running', sleeping, 60_000);
+    b.kill('SIGTERM');
+    expect(await code).toBe(1);
+    expect(sleeping()).toBe(false);
+    expect((await json<ReleaseRow[]>(h, ['releases', 'term'])).map((r) => `v${r.version} ${r.status}`)).toEqual(['v1 failed']);
   });
 });

@@ -11,12 +11,14 @@ import { AppLog, readLog } from '../src/runtime/logs.js';
 import { Router } from '../src/runtime/router.js';
 import { Supervisor, type SupervisorOptions } from '../src/runtime/supervisor.js';
 import { openDb, type Db } from '../src/store/db.js';
+import { processToken } from '../src/store/owner-token.js';
 import { httpGet } from './helpers/apps.js';
 import { tempDir } from './helpers/tmp.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-let nextPid = 1000;
+// Above any pid_max: no fake dyno's pid names a real process (release phase claims read /proc).
+let nextPid = 5_000_000;
 
 /** A dyno whose command is its behaviour: `serve`, `hang` (never listens), `crash`, `stubborn` (ignores SIGTERM). */
 class FakeDyno implements RunningDyno {
@@ -87,7 +89,7 @@ interface Setup {
   home: string;
   router: Router;
   log: () => string;
-  release: (types: Record<string, string>, opts?: { claim?: number }) => BuiltRelease;
+  release: (types: Record<string, string>, opts?: { claim?: string }) => BuiltRelease;
 }
 
 /** An app whose releases declare the given process types (kept here, not in a slug). */
@@ -99,7 +101,7 @@ async function setup(types: Record<string, string>, opts: Partial<SupervisorOpti
   closing.push(() => router.close(), () => log.close(), () => db.close());
   const rt = new FakeRuntime();
   const typesOf = new Map<number, Record<string, string>>();
-  const release = (t: Record<string, string>, o: { claim?: number } = {}): BuiltRelease => {
+  const release = (t: Record<string, string>, o: { claim?: string } = {}): BuiltRelease => {
     const stack = { name: 'tiny', version: 1, digest: `sha256:${'1'.repeat(64)}` };
     const r = addRelease(db, 'demo', () => ({ slug: `sha256:${'2'.repeat(64)}`, stack, config: {}, description: 'Deploy', releaseCommand: t.release ?? '' }), o) as BuiltRelease;
     typesOf.set(r.version, t);
@@ -108,7 +110,7 @@ async function setup(types: Record<string, string>, opts: Partial<SupervisorOpti
   release(types);
   const sup = new Supervisor({
     home, db, app: 'demo', runtime: rt, log, router,
-    stopTimeoutMs: 200, bootTimeoutMs: 300, backoffMs: 50, maxBackoffMs: 200, pollMs: 60_000,
+    stopTimeoutMs: 200, bootTimeoutMs: 300, backoffMs: 50, maxBackoffMs: 200, pollMs: 60_000, settleMs: 30,
     processTypes: async (r) => typesOf.get(r.version)!,
     ...opts,
   });
@@ -116,6 +118,8 @@ async function setup(types: Record<string, string>, opts: Partial<SupervisorOpti
   const text = (): string => readLog(home, 'demo').map((l) => `${l.dyno}: ${l.line}`).join('\n');
   return { sup, rt, db, home, router, log: text, release };
 }
+
+const count = (text: string, re: RegExp): number => text.match(new RegExp(re.source, 'g'))?.length ?? 0;
 
 async function until(what: string, fn: () => boolean, ms = 2000): Promise<void> {
   const end = Date.now() + ms;
@@ -128,7 +132,8 @@ async function until(what: string, fn: () => boolean, ms = 2000): Promise<void> 
 describe('the supervisor', () => {
   it('restarts a crashing dyno at once, then after a doubling backoff, up to the cap', async () => {
     const { sup, rt, log } = await setup({ worker: 'crash' });
-    expect(await sup.start({ worker: 1 })).toEqual([]);
+    // Crashed within the first moments (settleMs): start() reports it, as a web dyno that did not boot.
+    expect(await sup.start({ worker: 1 })).toEqual(['worker.1']);
     await until('six starts', () => rt.of('worker.1').length >= 6, 3000);
     const t = rt.of('worker.1').map((d) => d.startedAt);
     const gaps = t.slice(1).map((x, i) => x - t[i]!);
@@ -164,6 +169,7 @@ describe('the supervisor', () => {
     await expect(sup.scale({ nosuch: 1 })).rejects.toThrow(/demo v1 has no nosuch process type/);
     await expect(sup.scale({ constructor: 1 })).rejects.toMatchObject({ message: expect.stringMatching(/no constructor process type/), hint: 'its process types: web, worker' });
     expect(rt.started.filter((d) => /constructor|function/.test(d.spec.command + d.spec.name))).toEqual([]);
+    await expect(sup.scale({ release: 1 })).rejects.toThrow(/the release process type runs once per release \(its release phase\) and cannot be scaled/);
   });
 
   it('a deploy whose dynos do not boot restores the old release and its process types: ps and scale use them', async () => {
@@ -182,6 +188,19 @@ describe('the supervisor', () => {
     expect([web2.spec.release.version, web2.spec.command]).toEqual([1, 'serve']);
     await expect(sup.scale({ worker: 1 })).rejects.toThrow(/demo v1 has no worker process type/);
     expect(rt.alive().map((d) => `${d.spec.name} v${d.spec.release.version}`).sort()).toEqual(['web.1 v1', 'web.2 v1']);
+  });
+
+  it('a failed deploy stops every dyno of the failed release, those `scale` started during it too; the scale applies to the kept release', async () => {
+    const { sup, rt, release, log } = await setup({ web: 'serve', worker: 'serve' });
+    await sup.start();
+    const deploying = sup.deploy(release({ web: 'hang', worker: 'serve' }));
+    await until('v2 web.1 booting', () => rt.of('web.1').length === 2);
+    await sup.scale({ worker: 1 });
+    expect(await deploying).toBe(false);
+    expect(log()).toMatch(/v2 did not boot: keeping v1 running/);
+    await until('v2 dynos gone', () => rt.alive().every((d) => d.spec.release.version === 1));
+    expect(rt.alive().map((d) => `${d.spec.name} v${d.spec.release.version}`).sort()).toEqual(['web.1 v1', 'worker.1 v1']);
+    expect(sup.status().dynos.map((d) => `${d.name} v${d.release} ${d.state}`)).toEqual(['web.1 v1 up', 'worker.1 v1 up']);
   });
 
   it('rolls to a release that boots: new dynos up, then the old ones stop', async () => {
@@ -228,6 +247,8 @@ describe('the supervisor', () => {
     expect(Date.now() - t).toBeLessThan(1000);
     expect(hanging.rt.alive()).toEqual([]);
     expect(hanging.log()).not.toMatch(/R10/);
+    expect(hanging.log()).toMatch(/web\.1: State changed from starting to down/);
+    expect(hanging.log()).not.toMatch(/from up to down/);
   });
 
   it('a dyno that ignores SIGTERM is killed after the stop timeout (R12)', async () => {
@@ -266,7 +287,7 @@ describe('the supervisor', () => {
     // A build holding v4's release phase: the supervisor waits for it, then deploys what it decided.
     const build = spawn('sleep', ['30']);
     try {
-      release({ web: 'serve', release: 'migrate' }, { claim: build.pid! });
+      release({ web: 'serve', release: 'migrate' }, { claim: processToken(build.pid!)! });
       await sleep(200);
       expect(sup.status().release).toBe(2);
       finishReleasePhase(db, 'demo', 4, 'succeeded', 'migrate');
@@ -277,5 +298,28 @@ describe('the supervisor', () => {
     expect(rt.started.filter((d) => d.spec.type === 'release').map((d) => `${d.spec.release.version} ${d.spec.command}`)).toEqual(['2 migrate', '3 migrate-fail']);
     expect(listReleases(db, 'demo').map((r) => `v${r.version} ${r.status}`)).toEqual(['v4 succeeded', 'v3 failed', 'v2 succeeded', 'v1 succeeded']);
     expect(log()).toMatch(/release: Release command for v3 failed \(exit 1\): v3 does not go live/);
+    // Said once, with who runs it, while the supervisor waited for the build's release phase.
+    expect(count(log(), new RegExp(`release: v4 waits for its release phase, running in process ${build.pid}: v2 runs until it ends`))).toBe(1);
+  });
+
+  it('stop ends a release phase the supervisor runs (at start or for a new release): its dyno is stopped and the release fails', async () => {
+    const { sup, rt, db, release, log } = await setup({ web: 'serve' }, { pollMs: 20 });
+    await sup.start();
+    release({ web: 'serve', release: 'hang' });
+    await until('v2 release command running', () => rt.alive().some((d) => d.spec.type === 'release'));
+    await sup.stop();
+    expect(rt.alive()).toEqual([]);
+    expect(rt.started.find((d) => d.spec.type === 'release')!.signals).toEqual(['SIGTERM']);
+    expect(listReleases(db, 'demo')[0]).toMatchObject({ version: 2, status: 'failed' });
+    expect(log()).toMatch(/release: Stopping the release command \(release\.\d+\) with SIGTERM: v2 does not go live/);
+
+    const first = await setup({ web: 'serve', release: 'hang' });
+    const starting = first.sup.start();
+    await until('v1 release command running', () => first.rt.started.length === 1);
+    await first.sup.stop();
+    expect(await starting).toEqual([]);
+    await sleep(50);
+    expect(first.rt.alive()).toEqual([]);
+    expect(first.rt.started.map((d) => d.spec.type)).toEqual(['release']);
   });
 });

@@ -18,6 +18,7 @@ import type { Stack } from '../stack/stacks.js';
 import type { Db } from '../store/db.js';
 import { processAlive } from '../store/lock.js';
 import { OciLayout } from '../store/layout.js';
+import { ownerToken } from '../store/owner-token.js';
 import { imageStorePath } from '../home.js';
 import { debug } from '../debug.js';
 import { slugignoreMatcher } from './slugignore.js';
@@ -292,7 +293,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     }
     const releaseCommand = Object.hasOwn(processTypes, 'release') ? processTypes.release! : '';
     // The build claims the release phase it runs, so a running supervisor waits for it.
-    let release = releaseSlug(db, app.name, slug.digest, opts.stack, `Deploy ${slug.digest.slice(7, 14)}`, releaseCommand, opts.releasePhase ? { claim: process.pid } : {});
+    let release = releaseSlug(db, app.name, slug.digest, opts.stack, `Deploy ${slug.digest.slice(7, 14)}`, releaseCommand, opts.releasePhase ? { claim: ownerToken() } : {});
     if (release.status === 'pending' && opts.releasePhase) {
       say(header('Running release command...'));
       if (!(await opts.releasePhase(release, (l) => say(indent(l))))) {

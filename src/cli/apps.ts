@@ -6,8 +6,8 @@ import { build, type BuildDirs } from '../buildpack/build.js';
 import type { BuildRuntime } from '../buildpack/step.js';
 import { SlipwayError, UsageError } from '../errors.js';
 import { checkAppName, createApp, getApp, listApps } from '../release/apps.js';
-import { appInfo, releaseInfo, type AppInfo, type ReleaseInfo } from '../release/info.js';
-import { currentRelease, headRelease, listReleases, parseAssignments, parseVersion, rollback, setConfig, unsetConfig, type Release } from '../release/releases.js';
+import { appInfo, releaseInfo, releaseList, type AppInfo, type ReleaseInfo } from '../release/info.js';
+import { headRelease, parseAssignments, parseVersion, rollback, setConfig, unsetConfig, type Release } from '../release/releases.js';
 import { destroyApp } from '../runtime/destroy.js';
 import { buildReleasePhase } from '../runtime/release-phase.js';
 import { ContainerBuildRuntime, BUILD_CONTAINER_PREFIX } from '../runtime/build-container.js';
@@ -46,13 +46,18 @@ function printMade(g: Globals, r: Release): void {
   print(g, { version: r.version, description: r.description, status: r.status }, `${r.description}: v${r.version}${later}`);
 }
 
+/** A release's status; a pending one whose release phase runs says where. */
+function statusText(r: Pick<Release, 'status' | 'phasePid'>): string {
+  return r.phasePid !== undefined ? `${r.status} (release phase running in process ${r.phasePid})` : r.status;
+}
+
 function appInfoText(i: AppInfo): string {
   const types = Object.entries(i.processTypes);
   return [
     `=== ${i.name}`,
     table([
       ['Current release:', i.current ? `v${i.current.version} (${i.current.description})` : 'none'],
-      ...(i.latest ? [['Latest release:', `v${i.latest.version} ${i.latest.status} (${i.latest.description})`]] : []),
+      ...(i.latest ? [['Latest release:', `v${i.latest.version} ${statusText(i.latest)} (${i.latest.description})`]] : []),
       ['Stack:', i.stack ? `${i.stack.name}@v${i.stack.version}` : '-'],
       ['Dynos:', Object.entries(i.formation).map(([t, n]) => `${t}: ${n}`).join(', ') || '-'],
       ['Web URL:', i.url ?? '- (not run yet)'],
@@ -71,7 +76,7 @@ function releaseInfoText(r: ReleaseInfo): string {
   return [
     `=== Release v${r.version}${r.current ? ' (current)' : ''}`,
     table([
-      ['Status:', r.status],
+      ['Status:', statusText(r)],
       ['Change:', r.description],
       ['When:', r.createdAt.slice(0, 19)],
       ['Slug:', r.slug ? `${r.slug}${r.slugSize === undefined ? '' : ` (${formatBytes(r.slugSize)})`}` : '-'],
@@ -172,9 +177,8 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
     .action(async (name: string) => {
       const g = globals();
       await withDb(g, async (db) => {
-        getApp(db, name);
-        const current = currentRelease(db, name)?.version;
-        const rows = listReleases(db, name).map(({ config, ...r }) => ({ ...r, current: r.version === current, configKeys: Object.keys(config) }));
+        const rows = await releaseList(g.home, db, name);
+        const current = rows.find((r) => r.current)?.version;
         print(
           g,
           rows,
@@ -182,7 +186,7 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
             ? `${name} has no releases yet`
             : `=== ${name} releases (current: ${current === undefined ? 'none' : `v${current}`})\n${table([
               ['VERSION', 'STATUS', 'DESCRIPTION', 'SLUG', 'STACK', 'CREATED'],
-              ...rows.map((r) => [`v${r.version}${r.current ? ' *' : ''}`, r.status, r.description, r.slug?.slice(0, 19) ?? '-', r.stack ? `${r.stack.name}@v${r.stack.version}` : '-', r.createdAt.slice(0, 19)]),
+              ...rows.map((r) => [`v${r.version}${r.current ? ' *' : ''}`, statusText(r), r.description, r.slug?.slice(0, 19) ?? '-', r.stack ? `${r.stack.name}@v${r.stack.version}` : '-', r.createdAt.slice(0, 19)]),
             ])}`,
         );
       });

@@ -3,9 +3,9 @@ import { mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { SlipwayError, UsageError } from '../errors.js';
-import { formatFormation, parseFormation, type Formation } from '../release/formation.js';
-import { appInfo, scaleStored } from '../release/info.js';
-import { builtRelease } from '../release/releases.js';
+import { formatFormation, isFormationType, parseFormation, scaleStored, type Formation } from '../release/formation.js';
+import { appInfo } from '../release/info.js';
+import { builtRelease, getRelease } from '../release/releases.js';
 import { findStackByDigest } from '../stack/stacks.js';
 import { getSetting, openDb, setSetting } from '../store/db.js';
 import { callControl, controlSocket, isUp, NotUpError, serveControl, stopApp } from '../runtime/control.js';
@@ -43,7 +43,26 @@ interface UpOptions {
 }
 
 /** Runs the supervisor and router in this process until stopped (Ctrl-C, slipway stop). */
+/** `up` of an app already up touches nothing (its router port included) and says so. */
+async function refuseIfUp(home: string, app: string): Promise<void> {
+  if (await isUp(home, app)) throw new SlipwayError(`${app} is already up`, { hint: `slipway ps ${app}; slipway stop ${app} first to start it again` });
+}
+
+/** What `up` prints once the supervisor has started (and, as JSON, what `up --detach` reads). */
+interface Ready {
+  port: number;
+  failed: string[];
+  /** A pending release whose release phase failed at this start; `release` runs instead. */
+  releasePhaseFailed?: number;
+  release?: number;
+}
+
+function phaseFailedText(app: string, r: Ready): string {
+  return `the release phase of ${app} v${r.releasePhaseFailed} failed: ${r.release === undefined ? 'no release runs' : `v${r.release} runs instead`} (see slipway logs ${app} --dyno release)`;
+}
+
 async function upForeground(g: Globals, app: string, o: UpOptions, printLogs: boolean): Promise<void> {
+  await refuseIfUp(g.home, app);
   const db = openDb(g.home);
   // The head release (its release phase may still have to run), else the error saying why none can run.
   const rel = builtRelease(db, app);
@@ -88,27 +107,34 @@ async function upForeground(g: Globals, app: string, o: UpOptions, printLogs: bo
     throw err;
   }
   const s = sup.status();
+  // The head was pending and its release phase failed now: the current release runs instead.
+  const phaseFailed = rel.status === 'pending' && getRelease(db, app, rel.version).status === 'failed';
+  const ready: Ready = { port, failed, ...(phaseFailed && { releasePhaseFailed: rel.version }), ...(s.release !== undefined && { release: s.release }) };
   const where = `http://127.0.0.1:${port} (${formatFormation(s.formation)}, ${runtime.kind} runtime)`;
-  if (!printLogs) process.stdout.write(`${JSON.stringify({ ready: true, port, failed })}\n`);
-  else if (failed.length === 0) process.stderr.write(`${app} v${s.release} is up: ${where}\n`);
-  else process.stderr.write(`${app} v${s.release}: ${failed.join(', ')} did not come up (restarting); ${where}; see slipway logs ${app}\n`);
+  if (!printLogs) process.stdout.write(`${JSON.stringify({ ready: true, ...ready })}\n`);
+  else {
+    if (phaseFailed) process.stderr.write(`${phaseFailedText(app, ready)}\n`);
+    if (failed.length === 0) process.stderr.write(`${app} v${s.release} is up: ${where}\n`);
+    else process.stderr.write(`${app} v${s.release}: ${failed.join(', ')} did not come up or crashed at once (restarting); ${where}; see slipway logs ${app}\n`);
+  }
   await new Promise(() => undefined);
 }
 
 /** Starts `up` as a background process and returns once its dynos are up (or it failed). */
 async function upDetached(g: Globals, app: string, argv: string[]): Promise<void> {
+  await refuseIfUp(g.home, app);
   const logDir = join(g.home, 'logs');
   mkdirSync(logDir, { recursive: true });
   const out = join(logDir, `${app}.supervisor.log`);
   const fd = openSync(out, 'a');
   const args = argv.slice(1).filter((a) => a !== '--detach' && a !== '-d');
   const child = spawn(process.execPath, [...process.execArgv, ...args], { detached: true, stdio: ['ignore', 'pipe', fd], env: { ...process.env, SLIPWAY_HOME: g.home, SLIPWAY_SUPERVISOR_CHILD: '1' } });
-  const ready = await new Promise<{ port: number; failed: string[] } | undefined>((resolve) => {
+  const ready = await new Promise<Ready | undefined>((resolve) => {
     let text = '';
     child.stdout!.on('data', (c: Buffer) => {
       text += c.toString();
       const line = text.split('\n').find((l) => l.startsWith('{"ready"'));
-      if (line) resolve(JSON.parse(line) as { port: number; failed: string[] });
+      if (line) resolve(JSON.parse(line) as Ready);
     });
     child.on('exit', () => resolve(undefined));
   });
@@ -118,15 +144,23 @@ async function upDetached(g: Globals, app: string, argv: string[]): Promise<void
   }
   child.stdout!.destroy();
   child.unref();
+  if (ready.releasePhaseFailed !== undefined && !g.json) process.stderr.write(`${phaseFailedText(app, ready)}\n`);
+  const s = await callControl<SupervisorStatus>(controlSocket(g.home, app), 'GET', '/ps');
+  const shown = { ...s, port: ready.port, url: `http://127.0.0.1:${ready.port}`, failed: ready.failed, ...(ready.releasePhaseFailed !== undefined && { releasePhaseFailed: ready.releasePhaseFailed }) };
   if (ready.failed.length) {
     // Not "up": say which dynos failed and why (their last platform lines), and exit non-zero.
     const why = readLog(g.home, app).filter((l) => l.source === 'slipway' && ready.failed.includes(l.dyno)).slice(-6).map(formatLine);
-    throw new SlipwayError(`${app} did not come up: ${ready.failed.join(', ')} failed to boot (the supervisor keeps restarting them)\n${why.join('\n')}`, {
+    const err = new SlipwayError(`${app} did not come up: ${ready.failed.join(', ')} failed to boot or crashed at once (the supervisor keeps restarting them)\n${why.join('\n')}`, {
       hint: `slipway logs ${app}; slipway stop ${app}`,
     });
+    if (!g.json) throw err;
+    // One JSON document: the status with the failed dynos and the error.
+    process.stderr.write(`error: ${err.message}\nhint: ${err.hint}\n`);
+    print(g, { ...shown, error: err.message.split('\n')[0], hint: err.hint }, '');
+    process.exitCode = 1;
+    return;
   }
-  const s = await callControl<SupervisorStatus>(controlSocket(g.home, app), 'GET', '/ps');
-  print(g, { ...s, port: ready.port, url: `http://127.0.0.1:${ready.port}` }, `${app} v${s.release} is up: http://127.0.0.1:${ready.port} (${formatFormation(s.formation)}, ${s.runtime} runtime)\nslipway ps ${app} · slipway logs ${app} -f · slipway stop ${app}`);
+  print(g, shown, `${app} v${s.release} is up: http://127.0.0.1:${ready.port} (${formatFormation(s.formation)}, ${s.runtime} runtime)\nslipway ps ${app} · slipway logs ${app} -f · slipway stop ${app}`);
 }
 
 function psText(s: SupervisorStatus): string {
@@ -136,7 +170,7 @@ function psText(s: SupervisorStatus): string {
 
 /** `ps` of an app that is not up: what would run, per process type. */
 function stoppedText(app: string, release: number | undefined, formation: Formation, types: Record<string, string>): string {
-  const rows = Object.entries(types).filter(([t]) => t !== 'release').map(([t, c]) => [t, String(formation[t] ?? 0), c]);
+  const rows = Object.entries(types).filter(([t]) => isFormationType(t)).map(([t, c]) => [t, String(formation[t] ?? 0), c]);
   const head = `${app} is not up (formation: ${formatFormation(formation)}); ${release === undefined ? 'no release to run yet' : `current release v${release}`}; start it with slipway up ${app}`;
   return rows.length ? `${head}\n${table([['TYPE', 'SCALE', 'COMMAND'], ...rows])}` : head;
 }

@@ -2,8 +2,8 @@ import type { Command } from 'commander';
 import { copyImage } from '../copy.js';
 import { SlipwayError } from '../errors.js';
 import { imageStorePath } from '../home.js';
-import { getApp } from '../release/apps.js';
-import { addRelease, builtRelease } from '../release/releases.js';
+import { checkAppName } from '../release/apps.js';
+import { addRelease, builtRelease, type Release } from '../release/releases.js';
 import { findStackByDigest } from '../stack/stacks.js';
 import { slugDiffIds, slugStoreRef, slugTag, verifySlugManifest } from '../slug/slug.js';
 import { OciLayout } from '../store/layout.js';
@@ -55,7 +55,8 @@ export function registerSlugCommands(program: Command, globals: () => Globals): 
     .action(async (srcRef: string, o: { app: string; creds?: string; insecure?: boolean }) => {
       const g = globals();
       await withDb(g, async (db) => {
-        const app = getApp(db, o.app, { create: true });
+        // The app is created with its release, at the end: a pull that fails leaves none.
+        const app = { name: checkAppName(o.app) };
         const src = await openSource(srcRef, { home: g.home, registry: registryOptions(o) });
         const layout = await OciLayout.open(imageStorePath(g.home), { create: true });
         try {
@@ -66,15 +67,21 @@ export function registerSlugCommands(program: Command, globals: () => Globals): 
           } finally {
             await dst.close();
           }
-          const meta = await verifySlugManifest(layout, top.digest, srcRef);
-          const stack = findStackByDigest(db, meta.stack.digest);
-          if (!stack) {
-            await layout.untag(slugTag(app.name, top.digest));
-            throw new SlipwayError(`the slug was built on stack ${meta.stack.name} ${meta.stack.digest}, which is not here`, {
-              hint: `import that stack version first (slipway stack import ${meta.stack.name} SOURCE)`,
-            });
+          let rel: Release;
+          try {
+            const meta = await verifySlugManifest(layout, top.digest, srcRef);
+            const stack = findStackByDigest(db, meta.stack.digest);
+            if (!stack) {
+              throw new SlipwayError(`the slug was built on stack ${meta.stack.name} ${meta.stack.digest}, which is not here`, {
+                hint: `import that stack version first (slipway stack import ${meta.stack.name} SOURCE)`,
+              });
+            }
+            rel = addRelease(db, app.name, (cur) => ({ slug: top.digest, stack: { name: stack.name, version: stack.version, digest: stack.digest }, config: cur?.config ?? {}, description: `Slug pulled from ${srcRef}` }));
+          } catch (err) {
+            // No release: the slug is not kept tagged for the app (a gc reclaims its blobs), unless one of its releases has it.
+            if (!db.prepare('SELECT 1 FROM releases WHERE app = ? AND slug = ?').get(app.name, top.digest)) await layout.untag(slugTag(app.name, top.digest));
+            throw err;
           }
-          const rel = addRelease(db, app.name, (cur) => ({ slug: top.digest, stack: { name: stack.name, version: stack.version, digest: stack.digest }, config: cur?.config ?? {}, description: `Slug pulled from ${srcRef}` }));
           print(g, { app: app.name, version: rel.version, slug: top.digest }, `released ${app.name} v${rel.version} with slug ${top.digest}`);
         } finally {
           await src.close();

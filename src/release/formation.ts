@@ -3,30 +3,61 @@
  * runtime keeps per app, in the metadata database.
  */
 import { SlipwayError, UsageError } from '../errors.js';
+import { PROCESS_TYPE } from '../slug/procfile.js';
 import type { Db } from '../store/db.js';
+import { runningRelease } from './releases.js';
+import { slugMetadataOf } from './slug-metadata.js';
 
 export type Formation = Record<string, number>;
 
 /** `web=2,worker=1` or `web=2 worker=1` (several arguments). */
 export function parseFormation(args: string[]): Formation {
-  const out: Formation = {};
+  const out: Formation = Object.create(null) as Formation;
   for (const part of args.flatMap((a) => a.split(',')).filter(Boolean)) {
-    const m = /^([a-z][a-z0-9_-]*)=(\d{1,3})$/.exec(part);
-    if (!m) throw new UsageError(`"${part}" is not TYPE=COUNT`, 'e.g. web=2 or web=2,worker=1');
-    out[m[1]!] = Number(m[2]);
+    const eq = part.lastIndexOf('=');
+    const [type, count] = [part.slice(0, eq), part.slice(eq + 1)];
+    if (eq < 0 || !PROCESS_TYPE.test(type) || !/^\d{1,3}$/.test(count)) throw new UsageError(`"${part}" is not TYPE=COUNT`, 'e.g. web=2 or web=2,worker=1 (a type is letters, digits, _ and -)');
+    out[type] = Number(count);
   }
   return out;
 }
 
-/**
- * Only the release's own process types scale (`release` runs once per release, never in the
- * formation); anything else is refused with the list of what there is.
- */
+/** `release` runs once per release (its release phase), never as dynos of the formation. */
+export function isFormationType(type: string): boolean {
+  return type !== 'release';
+}
+
+/** The process types of a release, own names only (`constructor` is not a type unless declared). */
+export function typeMap(types: Record<string, string>): Map<string, string> {
+  return new Map(Object.keys(types).filter((t) => Object.hasOwn(types, t) && typeof types[t] === 'string').map((t) => [t, types[t]!]));
+}
+
+/** A formation from elsewhere (the control socket's JSON), held to parseFormation's grammar. */
+export function checkFormation(input: unknown): Formation {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new UsageError('the formation is not an object of TYPE: COUNT', 'e.g. {"web": 2}');
+  return parseFormation(Object.entries(input).map(([t, n]) => `${t}=${typeof n === 'number' ? n : '?'}`));
+}
+
+/** Only the release's own formation types scale; anything else is refused with what there is. */
 export function refuseUnknownTypes(change: Formation, types: ReadonlyMap<string, string>, where: string): void {
-  const unknown = Object.keys(change).filter((t) => t === 'release' || !types.has(t));
+  if (Object.hasOwn(change, 'release')) throw new SlipwayError('the release process type runs once per release (its release phase) and cannot be scaled', { hint: 'it runs when a new release is made; see slipway releases' });
+  const unknown = Object.keys(change).filter((t) => !types.has(t));
   if (unknown.length === 0) return;
-  const known = [...types.keys()].filter((t) => t !== 'release');
+  const known = [...types.keys()].filter(isFormationType);
   throw new SlipwayError(`${where} has no ${unknown.join(', ')} process type`, { hint: known.length ? `its process types: ${known.join(', ')}` : 'it has no process types to scale' });
+}
+
+/** The formation a release runs at: the stored one, web=1 for a web type never scaled, 0 for the rest. */
+export function formationFor(db: Db, app: string, processTypes: Record<string, string>): Formation {
+  const stored = getFormation(db, app);
+  return Object.fromEntries([...typeMap(processTypes).keys()].filter(isFormationType).map((t) => [t, Object.hasOwn(stored, t) ? stored[t]! : t === 'web' ? 1 : 0]));
+}
+
+/** Scales an app that is not up: the change is checked against its current release's process types. */
+export async function scaleStored(home: string, db: Db, app: string, change: Formation): Promise<Formation> {
+  const rel = runningRelease(db, app);
+  refuseUnknownTypes(change, typeMap((await slugMetadataOf(home, rel)).processTypes), `${app} v${rel.version}`);
+  return setFormation(db, app, change);
 }
 
 export function formatFormation(f: Formation): string {

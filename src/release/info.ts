@@ -1,23 +1,10 @@
 /** What `apps info`, `releases info` and `ps` of a stopped app show: the database and the slug's own metadata. */
-import { imageStorePath } from '../home.js';
-import type { Digest } from '../oci/digest.js';
-import { verifySlugManifest, type BuildpackUsed, type SlugMetadata } from '../slug/slug.js';
+import type { BuildpackUsed } from '../slug/slug.js';
 import { getSetting, type Db } from '../store/db.js';
-import { OciLayout } from '../store/layout.js';
 import { getApp } from './apps.js';
-import { getFormation, refuseUnknownTypes, setFormation, type Formation } from './formation.js';
-import { builtRelease, currentRelease, getRelease, isBuilt, latestRelease, listReleases, type BuiltRelease, type Release, type ReleaseStatus } from './releases.js';
-
-export async function slugMetadataOf(home: string, rel: BuiltRelease): Promise<SlugMetadata> {
-  const layout = await OciLayout.open(imageStorePath(home), { create: false });
-  return verifySlugManifest(layout, rel.slug as Digest, `${rel.app} v${rel.version}`);
-}
-
-/** The formation a release runs at: the stored one, web=1 for a web type never scaled, 0 for the rest. */
-export function formationFor(db: Db, app: string, processTypes: Record<string, string>): Formation {
-  const stored = getFormation(db, app);
-  return Object.fromEntries(Object.keys(processTypes).filter((t) => t !== 'release').map((t) => [t, Object.hasOwn(stored, t) ? stored[t]! : t === 'web' ? 1 : 0]));
-}
+import { formationFor, type Formation } from './formation.js';
+import { currentRelease, getRelease, isBuilt, latestRelease, listReleases, type BuiltRelease, type Release, type ReleaseStatus } from './releases.js';
+import { slugMetadataOf } from './slug-metadata.js';
 
 export interface AppInfo {
   name: string;
@@ -25,7 +12,7 @@ export interface AppInfo {
   releases: number;
   current?: { version: number; description: string; createdAt: string };
   /** A newer release that is not current (pending or failed). */
-  latest?: { version: number; status: ReleaseStatus; description: string };
+  latest?: { version: number; status: ReleaseStatus; description: string; phasePid?: number };
   stack?: BuiltRelease['stack'];
   formation: Formation;
   processTypes: Record<string, string>;
@@ -48,7 +35,7 @@ export async function appInfo(home: string, db: Db, name: string): Promise<AppIn
     createdAt: app.createdAt,
     releases: listReleases(db, name).length,
     ...(current && { current: { version: current.version, description: current.description, createdAt: current.createdAt } }),
-    ...(latest && latest.version !== current?.version && { latest: { version: latest.version, status: latest.status, description: latest.description } }),
+    ...(latest && latest.version !== current?.version && { latest: { version: latest.version, status: latest.status, description: latest.description, ...(latest.phasePid !== undefined && { phasePid: latest.phasePid }) } }),
     ...(current?.stack && { stack: current.stack }),
     formation: formationFor(db, name, processTypes),
     processTypes,
@@ -58,7 +45,25 @@ export async function appInfo(home: string, db: Db, name: string): Promise<AppIn
   };
 }
 
-export interface ReleaseInfo extends Release {
+/** A release as `releases` and `releases info` show it: its release command, or null when it has none. */
+export type ShownRelease = Omit<Release, 'releaseCommand'> & { releaseCommand: string | null };
+
+/** The release command a release has: recorded, or (a release made before it was recorded) read from its slug. */
+async function releaseCommandOf(home: string, rel: Release): Promise<string | null> {
+  if (rel.releaseCommand !== undefined) return rel.releaseCommand || null;
+  if (!isBuilt(rel)) return null;
+  const types = await slugMetadataOf(home, rel).then((m) => m.processTypes, () => ({} as Record<string, string>));
+  return Object.hasOwn(types, 'release') ? types.release! : null;
+}
+
+/** An app's releases, newest first, each with whether it is current. */
+export async function releaseList(home: string, db: Db, app: string): Promise<(Omit<ShownRelease, 'config'> & { current: boolean; configKeys: string[] })[]> {
+  getApp(db, app);
+  const current = currentRelease(db, app)?.version;
+  return Promise.all(listReleases(db, app).map(async ({ config, ...r }) => ({ ...r, releaseCommand: await releaseCommandOf(home, r as Release), current: r.version === current, configKeys: Object.keys(config) })));
+}
+
+export interface ReleaseInfo extends ShownRelease {
   current: boolean;
   processTypes: Record<string, string>;
   buildpacks: BuildpackUsed[];
@@ -71,21 +76,10 @@ export async function releaseInfo(home: string, db: Db, app: string, version: nu
   const meta = isBuilt(rel) ? await slugMetadataOf(home, rel) : undefined;
   return {
     ...rel,
+    releaseCommand: meta ? (Object.hasOwn(meta.processTypes, 'release') ? meta.processTypes.release! : null) : null,
     current: currentRelease(db, app)?.version === rel.version,
     processTypes: meta?.processTypes ?? {},
     buildpacks: meta?.buildpacks ?? [],
     ...(meta && { slugSize: meta.size.compressed }),
   };
-}
-
-/** The process types of a release, own names only (`constructor` is not a type unless declared). */
-export function typeMap(types: Record<string, string>): Map<string, string> {
-  return new Map(Object.keys(types).filter((t) => Object.hasOwn(types, t) && typeof types[t] === 'string').map((t) => [t, types[t]!]));
-}
-
-/** Scales an app that is not up: the change is checked against its current release's process types. */
-export async function scaleStored(home: string, db: Db, app: string, change: Formation): Promise<Formation> {
-  const rel = builtRelease(db, app);
-  refuseUnknownTypes(change, typeMap((await slugMetadataOf(home, rel)).processTypes), `${app} v${rel.version}`);
-  return setFormation(db, app, change);
 }

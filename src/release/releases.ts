@@ -1,6 +1,6 @@
 import { SlipwayError, UsageError } from '../errors.js';
 import type { Db } from '../store/db.js';
-import { processAlive } from '../store/lock.js';
+import { ownerAlive, ownerToken, tokenPid } from '../store/owner-token.js';
 import type { Stack } from '../stack/stacks.js';
 
 export type ConfigVars = Record<string, string>;
@@ -24,6 +24,8 @@ export interface Release {
   status: ReleaseStatus;
   /** The slug's release command; '' when it has none, undefined when not known (read the slug). */
   releaseCommand?: string;
+  /** A pending release whose release phase a live process runs: that process (the dyno, once started). */
+  phasePid?: number;
 }
 
 /** A release with its slug and stack: what can run. */
@@ -41,7 +43,13 @@ interface Row {
   created_at: string;
   status: ReleaseStatus;
   release_command: string | null;
-  phase_pid: number | null;
+  /** Space-separated owner tokens: the claimant, then the dyno it started. */
+  phase_owner: string | null;
+}
+
+/** The live holder of a release phase's claim, the dyno first: undefined when every holder is gone. */
+function liveHolder(owners: string | null): string | undefined {
+  return (owners ?? '').split(' ').filter(Boolean).reverse().find(ownerAlive);
 }
 
 function fromRow(r: Row): Release {
@@ -55,6 +63,7 @@ function fromRow(r: Row): Release {
     createdAt: r.created_at,
     status: r.status,
     ...(r.release_command !== null && { releaseCommand: r.release_command }),
+    ...(r.status === 'pending' && liveHolder(r.phase_owner) !== undefined && { phasePid: tokenPid(liveHolder(r.phase_owner)!) }),
   };
 }
 
@@ -120,20 +129,26 @@ export function parseVersion(text: string): number {
 
 type NewRelease = Omit<Release, 'app' | 'version' | 'createdAt' | 'status'>;
 
+/** A new release is pending when its slug may have a release command (unknown counts), else succeeded. */
+function newStatus(r: NewRelease): ReleaseStatus {
+  return r.slug !== undefined && r.releaseCommand !== '' ? 'pending' : 'succeeded';
+}
+
 /**
  * Appends release vN+1 in one transaction, built from the head release by `change`. It is
- * pending when its slug may have a release command (`claim` names the process that runs it),
- * succeeded otherwise. A first release creates its app, so a failed first build leaves none.
+ * pending when its slug may have a release command (`claim`: the owner token of the process that
+ * runs it, see claimReleasePhase), succeeded
+ * otherwise. A first release creates its app, so a failed first build leaves none.
  */
-export function addRelease(db: Db, app: string, change: (head: Release | undefined) => NewRelease, opts: { claim?: number } = {}): Release {
+export function addRelease(db: Db, app: string, change: (head: Release | undefined) => NewRelease, opts: { claim?: string } = {}): Release {
   return db.transaction(() => {
     db.prepare('INSERT INTO apps (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING').run(app, new Date().toISOString());
     const next = change(headRelease(db, app));
     const version = ((db.prepare('SELECT MAX(version) AS v FROM releases WHERE app = ?').get(app) as { v: number | null }).v ?? 0) + 1;
-    const status: ReleaseStatus = next.slug !== undefined && next.releaseCommand !== '' ? 'pending' : 'succeeded';
+    const status = newStatus(next);
     const release: Release = { app, version, ...next, status, createdAt: new Date().toISOString() };
     db.prepare(
-      'INSERT INTO releases (app, version, slug, stack_name, stack_version, stack_digest, config, description, created_at, status, release_command, phase_pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO releases (app, version, slug, stack_name, stack_version, stack_digest, config, description, created_at, status, release_command, phase_owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     ).run(
       app, version, release.slug ?? null, release.stack?.name ?? null, release.stack?.version ?? null, release.stack?.digest ?? null, JSON.stringify(release.config),
       release.description, release.createdAt, status, release.slug === undefined ? null : (release.releaseCommand ?? null), status === 'pending' ? (opts.claim ?? null) : null,
@@ -143,26 +158,34 @@ export function addRelease(db: Db, app: string, change: (head: Release | undefin
 }
 
 /**
- * Takes the right to run vN's release command: true when it is pending and nobody alive holds it.
- * A process killed mid-phase leaves its pid behind, so the next one to ask runs the phase again.
+ * Takes the right to run vN's release command: true when it is pending and no holder of its claim
+ * is alive. Holders are named by pid and start time, so a reused pid holds nothing; the dyno
+ * running the command holds it too (phaseStarted), so a slipway killed mid-phase leaves the claim
+ * held until that dyno ends, and only then may the next process run the command again.
  */
-export function claimReleasePhase(db: Db, app: string, version: number, pid = process.pid): boolean {
+export function claimReleasePhase(db: Db, app: string, version: number, owner = ownerToken()): boolean {
   return db.transaction(() => {
-    const row = db.prepare('SELECT status, phase_pid FROM releases WHERE app = ? AND version = ?').get(app, version) as Pick<Row, 'status' | 'phase_pid'> | undefined;
+    const row = db.prepare('SELECT status, phase_owner FROM releases WHERE app = ? AND version = ?').get(app, version) as Pick<Row, 'status' | 'phase_owner'> | undefined;
     if (row?.status !== 'pending') return false;
-    if (row.phase_pid !== null && row.phase_pid !== pid && processAlive(row.phase_pid)) return false;
-    db.prepare('UPDATE releases SET phase_pid = ? WHERE app = ? AND version = ?').run(pid, app, version);
+    const holder = liveHolder(row.phase_owner);
+    if (holder !== undefined && holder !== owner) return false;
+    db.prepare('UPDATE releases SET phase_owner = ? WHERE app = ? AND version = ?').run(owner, app, version);
     return true;
   }).immediate();
 }
 
+/** The claimant of vN's release phase started its dyno: the dyno (its token) holds the claim too. */
+export function phaseStarted(db: Db, app: string, version: number, dyno: string, owner = ownerToken()): void {
+  db.prepare("UPDATE releases SET phase_owner = ? WHERE app = ? AND version = ? AND status = 'pending' AND phase_owner = ?").run(`${owner} ${dyno}`, app, version, owner);
+}
+
 /** Records how vN's release phase ended (and the command it found in the slug). */
 export function finishReleasePhase(db: Db, app: string, version: number, status: 'succeeded' | 'failed', releaseCommand: string): void {
-  db.prepare("UPDATE releases SET status = ?, release_command = ?, phase_pid = NULL WHERE app = ? AND version = ? AND status = 'pending'").run(status, releaseCommand, app, version);
+  db.prepare("UPDATE releases SET status = ?, release_command = ?, phase_owner = NULL WHERE app = ? AND version = ? AND status = 'pending'").run(status, releaseCommand, app, version);
 }
 
 /** A new build: the new slug on its stack, config carried over. */
-export function releaseSlug(db: Db, app: string, slug: string, stack: Stack, description: string, releaseCommand: string, opts: { claim?: number } = {}): Release {
+export function releaseSlug(db: Db, app: string, slug: string, stack: Stack, description: string, releaseCommand: string, opts: { claim?: string } = {}): Release {
   return addRelease(db, app, (cur) => ({ slug, stack: { name: stack.name, version: stack.version, digest: stack.digest }, config: cur?.config ?? {}, description, releaseCommand }), opts);
 }
 
@@ -214,7 +237,8 @@ export function rebaseFleet(db: Db, stack: Stack, opts: { dryRun?: boolean } = {
         config: cur.config,
         description: `Rebase onto ${stack.name}@v${stack.version}`,
       };
-      const to = opts.dryRun ? { ...next, app, version: cur.version + 1, createdAt: '', status: cur.status } : addRelease(db, app, () => next);
+      const version = ((db.prepare('SELECT MAX(version) AS v FROM releases WHERE app = ?').get(app) as { v: number }).v) + 1;
+      const to = opts.dryRun ? { ...next, app, version, createdAt: '', status: newStatus(next) } : addRelease(db, app, () => next);
       moves.push({ app, from: cur, to });
     }
     return moves;
@@ -238,4 +262,20 @@ export function builtRelease(db: Db, spec: string): BuiltRelease {
     });
   }
   return rel;
+}
+
+/**
+ * What runs: the app's current release (the newest whose release phase succeeded), never a
+ * pending or failed one; an error saying why there is none.
+ */
+export function runningRelease(db: Db, app: string): BuiltRelease {
+  if (!db.prepare('SELECT 1 FROM apps WHERE name = ?').get(app)) throw new SlipwayError(`no app "${app}"`, { hint: 'see slipway apps' });
+  const rel = currentRelease(db, app);
+  if (isBuilt(rel)) return rel;
+  const latest = latestRelease(db, app);
+  if (!isBuilt(latest)) throw new SlipwayError(`${app} has no release with a slug yet`, { hint: `build it first: slipway build DIR --app ${app}` });
+  const running = latest.phasePid !== undefined ? `, its release phase running in process ${latest.phasePid}` : '';
+  throw new SlipwayError(`${app} has no release whose release phase succeeded (v${latest.version} is ${latest.status}${running})`, {
+    hint: running ? 'try again once it has ended' : latest.status === 'pending' ? `slipway up ${app} runs its release phase` : `see slipway releases ${app}; fix the release command and build again`,
+  });
 }

@@ -24,7 +24,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SlipwayError } from '../errors.js';
-import { ownerAlive, ownerToken } from './owner.js';
+import { ownerAlive, ownerToken } from '../store/owner-token.js';
 
 const REGISTRY = '/run/slipway/build-net';
 const CHAINS = [

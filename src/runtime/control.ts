@@ -8,7 +8,7 @@ import { chmod } from 'node:fs/promises';
 import { createServer, request, type Server } from 'node:http';
 import { join } from 'node:path';
 import { SlipwayError } from '../errors.js';
-import type { Formation } from '../release/formation.js';
+import { checkFormation } from '../release/formation.js';
 import type { Supervisor } from './supervisor.js';
 
 export function controlSocket(home: string, app: string): string {
@@ -30,7 +30,7 @@ export async function serveControl(path: string, sup: Supervisor, onStop: () => 
           case 'GET /ps':
             return sup.status();
           case 'POST /scale':
-            return { formation: await sup.scale(input.formation as Formation) };
+            return { formation: await sup.scale(checkFormation(input.formation)) };
           case 'POST /restart':
             return { restarted: await sup.restart(input.dyno as string | undefined) };
           case 'POST /stop':

@@ -4,7 +4,7 @@
  * a terminal of its own in the dyno), its exit status the caller's.
  */
 import { SlipwayError } from '../errors.js';
-import { builtRelease } from '../release/releases.js';
+import { runningRelease } from '../release/releases.js';
 import { findStackByDigest } from '../stack/stacks.js';
 import type { Db } from '../store/db.js';
 import type { DynoSignal } from './dyno.js';
@@ -32,7 +32,7 @@ export interface OneOffOptions {
 
 /** Runs `args` in a one-off dyno of APP's current release; resolves to its exit status. */
 export async function runOneOff(home: string, db: Db, app: string, args: string[], o: OneOffOptions): Promise<number> {
-  const release = builtRelease(db, app);
+  const release = runningRelease(db, app);
   const stack = findStackByDigest(db, release.stack.digest);
   if (!stack) throw new SlipwayError(`stack ${release.stack.name} ${release.stack.digest} is not on this host`, { hint: 'import that stack version' });
   const runtime = await openDynoRuntime(home, db, o.runtime, stack, o.say);

@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { DynoCgroup, hasV1Controllers } from './cgroup.js';
 import { DYNO_PREFIX } from './container-dyno.js';
-import { APP_ANNOTATION, OWNER_ANNOTATION, ownerAlive } from './owner.js';
+import { ownerAlive } from '../store/owner-token.js';
+import { APP_ANNOTATION, OWNER_ANNOTATION } from './owner.js';
 import { runtimeCommand, type OciRuntime } from './oci-runtime.js';
 
 const run = promisify(execFile);

@@ -1,13 +1,16 @@
 /**
  * The release phase, as Heroku runs it: a new release's `release` process type runs once, as a
- * one-off dyno, before the release may go live. Its status is recorded on the release, so it never
- * runs twice (unless the process running it died), and only a succeeded release is current.
+ * one-off dyno, before the release may go live. Its status is recorded on the release, and only a
+ * succeeded release is current. Who runs it holds a claim on the release, held by its dyno too:
+ * the command never runs twice at the same time, and runs again only when the process that ran it
+ * died before recording how it ended (claimReleasePhase).
  */
-import { slugMetadataOf } from '../release/info.js';
-import { claimReleasePhase, finishReleasePhase, currentRelease, headRelease, isBuilt, type BuiltRelease, type Release, type ReleaseStatus } from '../release/releases.js';
+import { slugMetadataOf } from '../release/slug-metadata.js';
+import { processToken } from '../store/owner-token.js';
+import { claimReleasePhase, finishReleasePhase, phaseStarted, currentRelease, getRelease, headRelease, isBuilt, type BuiltRelease, type Release, type ReleaseStatus } from '../release/releases.js';
 import type { Stack } from '../stack/stacks.js';
 import type { Db } from '../store/db.js';
-import type { DynoRuntime, Exit } from './dyno.js';
+import type { DynoRuntime, Exit, RunningDyno } from './dyno.js';
 import { dynoSpec, oneOffName } from './dyno-spec.js';
 import { AppLog } from './logs.js';
 import { openDynoRuntime, type RuntimeChoice } from './open.js';
@@ -21,6 +24,8 @@ export interface ReleasePhaseContext {
   onLine?: (line: string) => void;
   /** A release's process types (default: read from its slug). */
   processTypes?: (rel: BuiltRelease) => Promise<Record<string, string>>;
+  /** Told of the release command's dyno once it runs, and (undefined) once it ended: to stop it. */
+  onDyno?: (dyno: RunningDyno | undefined) => void;
 }
 
 /** The process types a release's slug declares. */
@@ -72,7 +77,11 @@ export async function runReleasePhase(c: ReleasePhaseContext, rel: BuiltRelease)
         for (const l of lines) c.onLine(l);
       },
     });
+    const token = processToken(d.pid);
+    if (token) phaseStarted(c.db, rel.app, rel.version, token);
+    c.onDyno?.(d);
     exit = await d.exited;
+    c.onDyno?.(undefined);
   } catch (err) {
     say(`Release command for v${rel.version} could not start: ${(err as Error).message}`);
     exit = { code: null, signal: null };
@@ -91,8 +100,16 @@ export async function runReleasePhase(c: ReleasePhaseContext, rel: BuiltRelease)
  */
 export async function settleReleases(c: ReleasePhaseContext, app: string): Promise<Release | undefined> {
   const head = headRelease(c.db, app);
-  if (isBuilt(head) && head.status === 'pending') await runReleasePhase(c, head);
+  if (isBuilt(head) && head.status === 'pending' && (await runReleasePhase(c, head)) === 'pending') c.log.write('slipway', 'release', waitingText(c.db, head));
   return currentRelease(c.db, app);
+}
+
+/** Why a pending release is not deployed yet: its release phase runs in another process. */
+export function waitingText(db: Db, rel: Release): string {
+  const now = getRelease(db, rel.app, rel.version);
+  const cur = currentRelease(db, rel.app);
+  const who = now.phasePid !== undefined ? `process ${now.phasePid}` : 'another process';
+  return `v${rel.version} waits for its release phase, running in ${who}: ${cur ? `v${cur.version} runs until it ends` : 'nothing runs until it ends'}`;
 }
 
 /**
@@ -103,10 +120,25 @@ export function buildReleasePhase(home: string, db: Db, stack: Stack, choice: Ru
   return async (release, say) => {
     if (!isBuilt(release)) return true;
     const log = new AppLog(home, release.app);
+    // Ctrl-C or SIGTERM during the phase stops its dyno (then the build fails): never left running.
+    let dyno: RunningDyno | undefined;
+    let interrupted = false;
+    const interrupt = (): void => {
+      interrupted = true;
+      say(`Stopping the release command of v${release.version}`);
+      void dyno?.signal('SIGTERM');
+      setTimeout(() => void dyno?.signal('SIGKILL'), 10_000).unref();
+    };
+    process.once('SIGINT', interrupt).once('SIGTERM', interrupt);
     try {
       const runtime = await openDynoRuntime(home, db, choice, stack, (s) => say(`note: ${s}`));
-      return (await runReleasePhase({ home, db, runtime, log, onLine: say }, release)) === 'succeeded';
+      const onDyno = (d: RunningDyno | undefined): void => {
+        dyno = d;
+        if (d && interrupted) void d.signal('SIGKILL');
+      };
+      return (await runReleasePhase({ home, db, runtime, log, onLine: say, onDyno }, release)) === 'succeeded';
     } finally {
+      process.off('SIGINT', interrupt).off('SIGTERM', interrupt);
       log.close();
     }
   };

@@ -7,9 +7,8 @@
  */
 import { constants as osConstants } from 'node:os';
 import { SlipwayError } from '../errors.js';
-import { getFormation, refuseUnknownTypes, setFormation, type Formation } from '../release/formation.js';
-import { typeMap } from '../release/info.js';
-import { currentRelease, headRelease, isBuilt, latestRelease, type BuiltRelease } from '../release/releases.js';
+import { getFormation, isFormationType, refuseUnknownTypes, setFormation, typeMap, type Formation } from '../release/formation.js';
+import { currentRelease, headRelease, isBuilt, runningRelease, type BuiltRelease } from '../release/releases.js';
 import type { Restrictions } from '../restrictions/document.js';
 import { judge } from '../restrictions/enforce.js';
 import { FactsCache } from '../restrictions/layer-facts.js';
@@ -19,7 +18,7 @@ import type { Db } from '../store/db.js';
 import type { DynoRuntime, Exit, RunningDyno } from './dyno.js';
 import { dynoSpec } from './dyno-spec.js';
 import type { AppLog } from './logs.js';
-import { runReleasePhase, settleReleases, slugProcessTypes, type ReleasePhaseContext } from './release-phase.js';
+import { runReleasePhase, settleReleases, slugProcessTypes, waitingText, type ReleasePhaseContext } from './release-phase.js';
 import type { Router } from './router.js';
 
 export type { BuiltRelease };
@@ -39,6 +38,8 @@ export interface SupervisorOptions {
   maxBackoffMs?: number;
   /** How often the current release is looked up (a build, config change or rebase makes a new one). */
   pollMs?: number;
+  /** How long after launch start() watches for dynos that crash at once (default 2 s). */
+  settleMs?: number;
   /** A release's process types (default: read from its slug). */
   processTypes?: (rel: BuiltRelease) => Promise<Record<string, string>>;
 }
@@ -52,6 +53,8 @@ interface Dyno {
   release: BuiltRelease;
   command: string;
   state: State;
+  /** The state a stopping dyno was in when it was told to stop. */
+  stoppedFrom?: State;
   running?: RunningDyno;
   /** Set while the runtime is starting the dyno's process. */
   launching?: Promise<RunningDyno>;
@@ -99,6 +102,10 @@ export class Supervisor {
   private deploying = false;
   /** The last release version a deploy was attempted for. */
   private tried: number | undefined;
+  /** The release command's dyno while this supervisor runs a release phase: stop() ends it. */
+  private phaseDyno: RunningDyno | undefined;
+  /** The pending release last said to wait for another process's release phase. */
+  private waitedFor: number | undefined;
   private stopped = false;
   private readonly stopMs: number;
   private readonly bootMs: number;
@@ -121,7 +128,15 @@ export class Supervisor {
   }
 
   private get phase(): ReleasePhaseContext {
-    return { home: this.o.home, db: this.o.db, runtime: this.o.runtime, log: this.o.log, ...(this.o.processTypes && { processTypes: this.o.processTypes }) };
+    return {
+      home: this.o.home, db: this.o.db, runtime: this.o.runtime, log: this.o.log,
+      ...(this.o.processTypes && { processTypes: this.o.processTypes }),
+      onDyno: (d) => {
+        this.phaseDyno = d;
+        // Stopped while the runtime was starting it: it is not left running.
+        if (d && this.stopped) void this.stopPhase();
+      },
+    };
   }
 
   /** Refuses a release the host's restrictions deny; the findings go to the log and the error. */
@@ -132,7 +147,7 @@ export class Supervisor {
       const text = reportText(report).trimEnd();
       this.say('release', `v${rel.version} refused by restrictions ${report.restrictions}`);
       for (const l of text.split('\n')) this.say('release', l);
-      throw new Error(`${rel.app} v${rel.version} refused by restrictions ${report.restrictions}:\n${text}`);
+      throw new SlipwayError(`${rel.app} v${rel.version} refused by restrictions ${report.restrictions}:\n${text}`, { hint: 'build a release these restrictions allow, or change them (slipway check explains each finding)' });
     }
   }
 
@@ -143,16 +158,13 @@ export class Supervisor {
 
   /**
    * Starts the formation of the current release (the newest whose release phase succeeded; a
-   * pending newer one has its release phase run first); returns the dynos that did not come up.
+   * pending newer one has its release phase run first); returns the dynos that did not come up:
+   * a web dyno that did not boot, or any dyno that crashed within the first seconds (settleMs).
    */
   async start(formation?: Formation): Promise<string[]> {
-    const rel = await settleReleases(this.phase, this.o.app);
-    if (!isBuilt(rel)) {
-      const latest = latestRelease(this.o.db, this.o.app);
-      throw new Error(isBuilt(latest)
-        ? `${this.o.app} has no release whose release phase succeeded (v${latest.version} is ${latest.status}); see slipway releases ${this.o.app}`
-        : `${this.o.app} has no release with a slug yet: build it first (slipway build DIR --app ${this.o.app})`);
-    }
+    await settleReleases(this.phase, this.o.app);
+    if (this.stopped) return [];
+    const rel = runningRelease(this.o.db, this.o.app);
     await this.admit(rel);
     const types = await this.typesOf(rel);
     if (formation) {
@@ -165,26 +177,31 @@ export class Supervisor {
     this.formation = this.effective(types);
     this.tellRouter();
     for (const n of this.o.runtime.notes) this.say('supervisor', n);
-    const dynos = this.launchFormation(rel);
+    const launched = Date.now();
+    const dynos = this.topUp(rel);
     const booted = await Promise.all(dynos.map((d) => d.booted));
+    const settle = launched + (this.o.settleMs ?? 2000) - Date.now();
+    if (settle > 0 && !this.stopped) await new Promise((r) => setTimeout(r, settle));
     if (!this.stopped) this.poll = setInterval(() => void this.checkRelease(), this.o.pollMs ?? 1000);
-    return dynos.filter((_, i) => !booted[i]).map((d) => d.name);
+    return dynos.filter((d, i) => !booted[i] || d.crashes > 0).map((d) => d.name);
   }
 
   /** The stored formation, with web=1 for an app that has a web type never scaled (as Heroku's first deploy). */
   private effective(types: Map<string, string>): Formation {
     const f = getFormation(this.o.db, this.o.app);
     if (!Object.hasOwn(f, 'web') && types.has('web')) return setFormation(this.o.db, this.o.app, { web: 1 });
-    for (const [t, n] of Object.entries(f)) if ((!types.has(t) || t === 'release') && n > 0) this.say('supervisor', `formation has ${t}=${n}, but the release has no ${t} process type: skipped`);
+    for (const [t, n] of Object.entries(f)) if ((!types.has(t) || !isFormationType(t)) && n > 0) this.say('supervisor', `formation has ${t}=${n}, but the release has no ${t} process type: skipped`);
     return f;
   }
 
-  private launchFormation(rel: BuiltRelease): Dyno[] {
+  /** Launches the dynos of `rel` the formation asks for that it does not run yet. */
+  private topUp(rel: BuiltRelease): Dyno[] {
     const started: Dyno[] = [];
     for (const [type, n] of Object.entries(this.formation)) {
       const command = this.processTypes.get(type);
-      if (command === undefined || type === 'release') continue;
-      for (let i = 1; i <= n; i++) started.push(this.launch(rel, type, command, i));
+      if (command === undefined || !isFormationType(type)) continue;
+      const have = new Set([...this.dynos].filter((d) => d.type === type && d.release.version === rel.version && d.state !== 'stopping').map((d) => d.index));
+      for (let i = 1; i <= n; i++) if (!have.has(i)) started.push(this.launch(rel, type, command, i));
     }
     return started;
   }
@@ -258,7 +275,7 @@ export class Supervisor {
     d.running = undefined;
     this.say(d.name, `Process exited with status ${exitStatus(e)}`);
     if (this.gone(d)) {
-      this.say(d.name, `State changed from ${d.state === 'stopping' ? 'up' : d.state} to down`);
+      this.say(d.name, `State changed from ${d.state === 'stopping' ? (d.stoppedFrom ?? 'up') : d.state} to down`);
       this.dynos.delete(d);
       return;
     }
@@ -284,6 +301,7 @@ export class Supervisor {
   /** Drains a dyno from the router, then SIGTERM, then SIGKILL after the grace period. */
   private async stopDyno(d: Dyno): Promise<void> {
     clearTimeout(d.restartTimer);
+    if (d.state !== 'stopping') d.stoppedFrom = d.state;
     d.state = 'stopping';
     // A dyno the runtime is still starting is stopped once its process exists, never left running.
     if (d.launching) await d.launching.catch(() => undefined);
@@ -329,7 +347,7 @@ export class Supervisor {
   /** Restarts one dyno (web.1) or all of them. */
   async restart(name?: string): Promise<string[]> {
     const targets = [...this.dynos].filter((d) => d.state !== 'stopping' && (!name || d.name === name || d.type === name));
-    if (name && targets.length === 0) throw new Error(`no dyno ${name} in ${this.o.app}`);
+    if (name && targets.length === 0) throw new SlipwayError(`no dyno ${name} in ${this.o.app}`, { hint: `see slipway ps ${this.o.app}` });
     await Promise.all(targets.map(async (d) => {
       this.say(d.name, 'Restarting');
       await this.stopDyno(d);
@@ -350,10 +368,15 @@ export class Supervisor {
     this.deploying = true;
     try {
       // Pending while a build runs its release phase: looked at again at the next poll.
-      if (latest.status === 'pending' && (await runReleasePhase(this.phase, latest)) === 'pending') return;
+      if (latest.status === 'pending' && (await runReleasePhase(this.phase, latest)) === 'pending') {
+        if (this.waitedFor !== latest.version) this.say('release', waitingText(this.o.db, latest));
+        this.waitedFor = latest.version;
+        return;
+      }
       // Each new release is tried once: one refused by restrictions, or whose release phase or
       // dynos failed, is not retried every poll; the next release is.
       this.tried = latest.version;
+      if (this.stopped) return;
       const rel = currentRelease(this.o.db, this.o.app);
       if (isBuilt(rel) && rel.version > (this.release?.version ?? 0)) await this.deploy(rel);
     } catch (err) {
@@ -374,14 +397,17 @@ export class Supervisor {
     this.release = rel;
     this.processTypes = types;
     this.tellRouter();
-    const fresh = this.launchFormation(rel);
+    const fresh = this.topUp(rel);
     const ok = (await Promise.all(fresh.map((d) => d.booted))).every(Boolean);
     if (!ok) {
       this.say('supervisor', `v${rel.version} did not boot: keeping v${previous.release?.version} running`);
       this.release = previous.release;
       this.processTypes = previous.types;
       this.tellRouter();
-      await Promise.all(fresh.map((d) => this.stopDyno(d)));
+      // Every dyno of the failed release, `scale`'s during the deploy too; the kept release then
+      // gets what the formation asks for now (a scale during the deploy applies to it).
+      await Promise.all([...this.dynos].filter((d) => d.release.version === rel.version).map((d) => this.stopDyno(d)));
+      if (previous.release && !this.stopped) await Promise.all(this.topUp(previous.release).map((d) => d.booted));
       return false;
     }
     await Promise.all(old.map((d) => this.stopDyno(d)));
@@ -409,11 +435,26 @@ export class Supervisor {
     };
   }
 
-  /** Stops every dyno (drained, SIGTERM, SIGKILL after the grace period). */
+  /** A release phase this supervisor runs: SIGTERM, SIGKILL after the grace period; it fails. */
+  private async stopPhase(): Promise<void> {
+    const d = this.phaseDyno;
+    if (!d) return;
+    this.say('release', `Stopping the release command (${d.spec.name}) with SIGTERM: v${d.spec.release.version} does not go live`);
+    await d.signal('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const killed = await Promise.race([d.exited.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), this.stopMs)))]);
+    clearTimeout(timer);
+    if (killed) {
+      await d.signal('SIGKILL');
+      await d.exited;
+    }
+  }
+
+  /** Stops every dyno (drained, SIGTERM, SIGKILL after the grace period), a release phase's too. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.poll);
-    await Promise.all([...this.dynos].map((d) => this.stopDyno(d)));
+    await Promise.all([this.stopPhase(), ...[...this.dynos].map((d) => this.stopDyno(d))]);
     this.say('supervisor', 'All dynos stopped');
   }
 }

@@ -54,6 +54,11 @@ const MIGRATIONS: string[] = [
   // A stack version's build variant (its run image plus compilers and headers), where builds run.
   `ALTER TABLE stacks ADD COLUMN build_digest TEXT;
    ALTER TABLE stacks ADD COLUMN build_size INTEGER;`,
+  // The release phase's claim names its holders by token (pid@start time, owner-token.ts), so a
+  // reused pid holds nothing: the process that took it and, once started, the dyno running the
+  // command, which outlives a killed slipway.
+  `ALTER TABLE releases DROP COLUMN phase_pid;
+   ALTER TABLE releases ADD COLUMN phase_owner TEXT;`,
 ];
 
 /** Where a home's metadata database is. */
