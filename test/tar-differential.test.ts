@@ -36,6 +36,16 @@ const hidden = file('evil', 'x', SUID);
 const enc = (h: Parameters<typeof encodeHeader>[0], body = ''): Buffer => Buffer.concat([encodeHeader(h), Buffer.from(body), Buffer.alloc((512 - (body.length % 512)) % 512)]);
 const long = (c: string): string => `${c.repeat(60)}/${c.repeat(70)}`;
 
+/** The block with its checksum rewritten in GNU base-256: Python accepts it, Go refuses the header. */
+const base256Checksum = (member: Buffer): Buffer => {
+  const b = Buffer.from(member);
+  b.fill(' ', 148, 156);
+  let sum = 0;
+  for (const x of b.subarray(0, 512)) sum += x;
+  Buffer.from([0x80, 0, 0, 0, 0, 0, sum >> 8, sum & 0xff]).copy(b, 148);
+  return b;
+};
+
 const CASES: Case[] = [
   // What real layers hold: readers must agree on all of it.
   {
@@ -151,6 +161,44 @@ const CASES: Case[] = [
   { name: 'a negative base-256 owner', expect: 'refuse', layers: [tar(file('f', 'x', { patch: [[108, Buffer.alloc(8, 0xff)]] }))] },
   { name: 'a base-256 field not starting 0x80', expect: 'refuse', layers: [tar(file('f', 'x', { patch: [[108, Buffer.from([0x81, 0, 0, 0, 0, 0, 0, 0])]] }))] },
   { name: 'junk after the NUL of an octal mode', expect: 'refuse', layers: [tar(file('f', 'x', { patch: [[100, Buffer.from('644\x00777\x00')]] }))] },
+  { name: 'a base-256 checksum', expect: 'refuse', layers: [tar(base256Checksum(file('f', 'x', SUID)))] },
+  { name: 'a NUL before the digits of an owner', expect: 'refuse', layers: [tar(file('f', 'x', { ...SUID, patch: [[108, Buffer.from('\x00000001\x00')]] }))] },
+  { name: 'an owner field of only spaces', expect: 'refuse', layers: [tar(file('f', 'x', { ...SUID, patch: [[108, Buffer.from('        ')]] }))] },
+  { name: 'a mode field of only spaces', expect: 'refuse', layers: [tar(file('f', 'x', { patch: [[100, Buffer.from('        ')]] }))] },
+
+  // star headers: Go reads a 131-byte prefix then access times where other readers read a 155-byte prefix.
+  { name: 'a star trailer on a ustar header', expect: 'refuse', layers: [tar(file('f', 'x', { prefix: 'p', patch: [[508, Buffer.from('tar\0')]] }))] },
+  {
+    name: 'a star header whose prefix runs into its access time (another /etc/passwd)',
+    expect: 'refuse',
+    layers: [tar(dir('etc'), file('etc/passwd', 'app:x:1000:1000::/app:/bin/sh\n'), file('etc/passwd', 'app:x:0:0::/app:/bin/sh\n', { prefix: `${'./'.repeat(65)}.`, patch: [[476, Buffer.from('00000000000\x0000000000000\x00')], [508, Buffer.from('tar\0')]] }))],
+  },
+  { name: 'a ustar prefix longer than a star prefix', expect: 'refuse', layers: [tar(dir('p'.repeat(140)), member({ name: 'name', prefix: 'p'.repeat(140), flag: '0' }, 'x'))] },
+  { name: 'a ustar prefix as long as a star prefix allows', expect: 'accept', layers: [tar(dir('p'.repeat(130)), member({ name: 'name', prefix: 'p'.repeat(130), flag: '0' }, 'x'))] },
+
+  // Names that are not UTF-8: Go keeps the bytes, a lossy decode makes "su\xff" and "su\xfe" one name.
+  { name: 'UTF-8 names', expect: 'accept', layers: [tar(dir('naïve'), file('naïve/süß', 'x'), member({ name: 'naïve/link', flag: '2', linkname: 'süß' }))] },
+  { name: 'a name that is not UTF-8', expect: 'refuse', layers: [tar(dir('bin'), file('bin/su', 'x', { ...SUID, patch: [[0, Buffer.from('bin/su\xff\0', 'latin1')]] }))] },
+  {
+    name: 'a whiteout of a non-UTF-8 name that differs in one byte',
+    expect: 'refuse',
+    layers: [tar(dir('bin'), file('bin/su', 'x', { ...SUID, patch: [[0, Buffer.from('bin/su\xff\0', 'latin1')]] })), tar(dir('bin'), file('bin/.wh.su', '', { patch: [[0, Buffer.from('bin/.wh.su\xfe\0', 'latin1')]] }))],
+  },
+  { name: 'a link target that is not UTF-8', expect: 'refuse', layers: [tar(member({ name: 'l', flag: '2', linkname: 'x', patch: [[157, Buffer.from('t\xff\0', 'latin1')]] }))] },
+  { name: 'a ustar prefix that is not UTF-8', expect: 'refuse', layers: [tar(member({ name: 'f', flag: '0', prefix: 'p', patch: [[345, Buffer.from('p\xff\0', 'latin1')]] }, 'x'))] },
+  { name: 'a user name that is not UTF-8', expect: 'refuse', layers: [tar(file('f', 'x', { patch: [[265, Buffer.from('r\xff\0', 'latin1')]] }))] },
+  ...(['path', 'linkpath', 'uname', 'gname'] as const).map((key): Case => ({
+    name: `a PAX ${key} that is not UTF-8`,
+    expect: 'refuse',
+    layers: [tar(pax([[key, Buffer.from('s\xff', 'latin1')]]), key === 'linkpath' ? member({ name: 'l', flag: '2', linkname: 'x' }) : file('f', 'x'))],
+  })),
+  { name: 'a GNU long name that is not UTF-8', expect: 'refuse', layers: [tar(member({ name: '././@LongLink', flag: 'L', magic: 'gnu' }, Buffer.from('su\xff\0', 'latin1')), file('f', 'x', { magic: 'gnu' }))] },
+
+  // An empty GNU long name: Go ignores it and creates the next header's path, Slipway read the archive root.
+  { name: 'an empty GNU long name before a world-writable etc/', expect: 'refuse', layers: [tar(member({ name: '././@LongLink', flag: 'L', magic: 'gnu' }, '\0'), dir('etc', { magic: 'gnu', mode: 0o777 }))] },
+  { name: 'an empty GNU long link', expect: 'refuse', layers: [tar(file('t', 't'), member({ name: '././@LongLink', flag: 'K', magic: 'gnu' }, '\0'), member({ name: 'l', flag: '2', linkname: 't', magic: 'gnu' }))] },
+  { name: 'a root directory named by a GNU long name', expect: 'refuse', layers: [tar(gnuLong('L', './'), dir('etc', { magic: 'gnu', mode: 0o777 }))] },
+  { name: 'a root directory named by a PAX path', expect: 'refuse', layers: [tar(pax([['path', '.']]), dir('etc', { mode: 0o777 }))] },
   { name: 'a setuid file after the end-of-archive blocks', expect: 'refuse', layers: [Buffer.concat([tar(file('f', 'x')), hidden, END])] },
 
   // Paths and links.

@@ -2,6 +2,7 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
+import type { WriteEntry } from '../src/oci/tar/writer.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { digestOf } from '../src/oci/digest.js';
 import { MediaType } from '../src/oci/mediatypes.js';
@@ -9,7 +10,7 @@ import { encodeJson } from '../src/oci/types.js';
 import { SLUG_ARTIFACT_TYPE, SLUG_CONFIG_TYPE } from '../src/slug/slug.js';
 import { OciLayout } from '../src/store/layout.js';
 import { ok, slipway } from './helpers/cli.js';
-import { fileEntry, tarOf, writeImage } from './helpers/images.js';
+import { fileEntry, header, tarOf, writeImage } from './helpers/images.js';
 import { listFiles } from './helpers/rootfs.js';
 import { block, dir, file, member, pax, tar } from './helpers/tar-craft.js';
 import { tempDir } from './helpers/tmp.js';
@@ -114,6 +115,47 @@ describe('issue 14: what Slipway judges is what extractors see', () => {
     const report = JSON.parse(r.stdout) as { verdict: string; findings: { rule: string; severity: string; path?: string }[] };
     expect(report.verdict).toBe('deny');
     expect(report.findings).toContainEqual(expect.objectContaining({ rule: 'files.setuid', severity: 'deny', path: 'usr/innocent' }));
+  });
+
+  describe('tar reader differentials that check used to allow while umoci extracted something else', () => {
+    const STAR = [[476, Buffer.from('00000000000\x0000000000000\x00')], [508, Buffer.from('tar\0')]] as [number, Buffer][];
+    const latin1 = (s: string): Buffer => Buffer.from(`${s}\0`, 'latin1');
+    const A = 'a'.repeat(131);
+    const dirEntry = (path: string): WriteEntry => ({ header: header(path, 'dir'), body: () => Readable.from([]) });
+    const cases: [string, () => Promise<Buffer[]>, RegExp][] = [
+      [
+        'a star header whiting out another path than Go does (a setuid-root file survives in umoci)',
+        async () => [await tarOf([dirEntry(A), dirEntry(`${A}00000000000`), fileEntry(`${A}00000000000/su`, 'x', SETUID_ROOT)]), tar(file('.wh.su', '', { prefix: A, patch: STAR }))],
+        /entry "a{131}00000000000\/\.wh\.su" \(header at byte 0\): a star header/,
+      ],
+      [
+        'a star header that is /etc/passwd with app as uid 0 for Go',
+        async () => [tar(dir('etc'), file('etc/passwd', 'app:x:1000:1000::/app:/bin/sh\n'), file('etc/passwd', 'app:x:0:0::/app:/bin/sh\n', { prefix: `${'./'.repeat(65)}.`, patch: STAR }))],
+        /a star header \(trailer "tar" at byte 508\)/,
+      ],
+      [
+        'a whiteout of su\\xfe hiding a setuid-root su\\xff',
+        async () => [tar(dir('bin'), file('bin/su', 'x', { ...SETUID_ROOT, patch: [[0, latin1('bin/su\xff')]] })), tar(dir('bin'), file('bin/.wh.su', '', { patch: [[0, latin1('bin/.wh.su\xfe')]] }))],
+        /entry "bin\/su\uFFFD" \(header at byte \d+\): a name that is not valid UTF-8/,
+      ],
+      [
+        'a file bin\\xfe replacing a directory bin\\xff with a setuid-root file for Slipway only',
+        async () => [tar(dir('bin', { patch: [[0, latin1('bin\xff/')]] }), file('bin/su', 'x', { ...SETUID_ROOT, patch: [[0, latin1('bin\xff/su')]] })), tar(file('bin', 'x', { patch: [[0, latin1('bin\xfe')]] }))],
+        /a name that is not valid UTF-8/,
+      ],
+      [
+        'an empty GNU long name before a world-writable etc/',
+        async () => [tar(member({ name: '././@LongLink', flag: 'L', magic: 'gnu' }, '\0'), dir('etc', { magic: 'gnu', mode: 0o777 }))],
+        /entry "\.\/\.\/@LongLink" \(header at byte 0\): an empty GNU long name/,
+      ],
+    ];
+    for (const [name, layers, why] of cases) {
+      it(`is refused: ${name}`, async () => {
+        const ref = await image(await layers());
+        await checkRefused(ref, why);
+        await copyRefused(ref, why);
+      });
+    }
   });
 
   it('5: a wrong or missing config diff_id is refused by copy and check, and the store stays as it was', async () => {

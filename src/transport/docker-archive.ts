@@ -46,6 +46,7 @@ async function indexTar(fh: FileHandle, file: string): Promise<Map<string, Membe
     if (bytesRead < BLOCK) throw new SlipwayError(`docker-archive:${file}: truncated at byte ${pos}`);
     const h = decodeBlock(block);
     if (h === null) throw new SlipwayError(`docker-archive:${file}: not a tar archive (bad header at byte ${pos})`, { hint: 'give a file written by docker save, skopeo or slipway' });
+    if (h.disagreement) throw new SlipwayError(`docker-archive:${file}: the header at byte ${pos} has ${h.disagreement.what}`, { hint: h.disagreement.why });
     const body = pos + BLOCK;
     pos = body + h.size + padding(h.size);
     if (h.flag === 'x' || h.flag === 'L') {

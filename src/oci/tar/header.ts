@@ -135,20 +135,34 @@ export interface RawHeader {
   devMinor: number;
   /** POSIX ustar (magic "ustar", NUL, version "00"), GNU ("ustar", two spaces, NUL), or anything else. */
   format: 'ustar' | 'gnu' | 'unknown';
-  /** Bytes in the ustar prefix field of a non-ustar header: Python prepends them to the name, Go and GNU tar do not. */
-  strayPrefix: boolean;
+  /** Why tar readers would read this block differently (the archive is then refused), or undefined. */
+  disagreement?: { what: string; why: string };
 }
 
-function readString(buf: Buffer, offset: number, len: number): string {
-  const end = buf.indexOf(0, offset);
-  return buf.toString('utf8', offset, end === -1 || end > offset + len ? offset + len : end);
+/** Bytes that are not valid UTF-8: readers keep them raw, a lossy decode would make two names one. */
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+export function isUtf8(bytes: Uint8Array): boolean {
+  try {
+    utf8.decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A NUL-terminated field's bytes (the whole field when there is no NUL), as Go's parseString cuts them. */
+function fieldBytes(buf: Buffer, offset: number, len: number): Buffer {
+  const field = buf.subarray(offset, offset + len);
+  const end = field.indexOf(0);
+  return end === -1 ? field : field.subarray(0, end);
 }
 
 /**
  * Reads octal or GNU base-256 numbers; NaN when the field is garbage or one reader would read it
  * differently from another: octal digits padded only with spaces and NULs (Go refuses what Python
- * reads up to a NUL), base-256 only positive (first byte exactly 0x80, as Python requires) and exact
- * in a JavaScript number.
+ * reads up to a NUL), no NUL before the digits (Go skips it, Python and GNU tar stop there), not
+ * all spaces (GNU tar refuses that), base-256 only positive (first byte exactly 0x80, as Python
+ * requires) and exact in a JavaScript number.
  */
 function readNumber(buf: Buffer, offset: number, len: number): number {
   const first = buf[offset]!;
@@ -158,9 +172,12 @@ function readNumber(buf: Buffer, offset: number, len: number): number {
     for (let i = 1; i < len; i++) n = n * 256 + buf[offset + i]!;
     return Number.isSafeInteger(n) ? n : NaN;
   }
-  const s = buf.toString('latin1', offset, offset + len).replace(/^[ \0]+|[ \0]+$/g, '');
-  if (s === '') return 0;
-  return /^[0-7]+$/.test(s) ? parseInt(s, 8) : NaN;
+  const field = buf.toString('latin1', offset, offset + len);
+  if (/^ +$/.test(field)) return NaN;
+  const m = /^([ \0]*)(.*?)[ \0]*$/s.exec(field)!;
+  if (m[2] === '') return 0;
+  if (m[1]!.includes('\0')) return NaN;
+  return /^[0-7]+$/.test(m[2]!) ? parseInt(m[2]!, 8) : NaN;
 }
 
 export function isZeroBlock(buf: Buffer): boolean {
@@ -168,9 +185,14 @@ export function isZeroBlock(buf: Buffer): boolean {
   return true;
 }
 
-/** Decodes one header block; null when the checksum does not match (not a tar header). */
+const NUMERIC_FIELDS = { mode: 100, uid: 108, gid: 116, size: 124, mtime: 136, devMajor: 329, devMinor: 337 } as const;
+const STAR_PREFIX = 131;
+
+/**
+ * Decodes one header block; null when the checksum does not match (not a tar header). Where Go's
+ * archive/tar, Python's tarfile and GNU tar would read the block differently, `disagreement` says why.
+ */
 export function decodeBlock(buf: Buffer): RawHeader | null {
-  const stored = readNumber(buf, 148, 8);
   let unsigned = 0;
   let signed = 0;
   for (let i = 0; i < BLOCK; i++) {
@@ -178,34 +200,44 @@ export function decodeBlock(buf: Buffer): RawHeader | null {
     unsigned += b;
     signed += b > 127 ? b - 256 : b;
   }
+  const stored = readNumber(buf, 148, 8);
   if (stored !== unsigned && stored !== signed) return null;
   const magic = buf.toString('binary', 257, 265);
   const format = magic === 'ustar\x0000' ? 'ustar' : magic === 'ustar  \0' ? 'gnu' : 'unknown';
-  let name = readString(buf, 0, 100);
-  if (format === 'ustar') {
-    const prefix = readString(buf, 345, 155);
-    if (prefix !== '') name = `${prefix}/${name}`;
+  const disagree: { what: string; why: string }[] = [];
+  if (buf[148]! & 0x80) disagree.push({ what: 'a base-256 checksum', why: "Go reads checksums as octal only and refuses the header, Python accepts it" });
+  if (format === 'ustar' && buf.toString('binary', 508, 512) === 'tar\0') {
+    disagree.push({ what: 'a star header (trailer "tar" at byte 508)', why: 'Go reads a 131-byte prefix and access times there, other readers a 155-byte prefix' });
   }
-  const fields = {
-    mode: readNumber(buf, 100, 8),
-    uid: readNumber(buf, 108, 8),
-    gid: readNumber(buf, 116, 8),
-    size: readNumber(buf, 124, 12),
-    mtime: readNumber(buf, 136, 12),
-    devMajor: readNumber(buf, 329, 8),
-    devMinor: readNumber(buf, 337, 8),
-  };
-  if (Object.values(fields).some((n) => Number.isNaN(n))) return null;
-  return {
+  const prefix = format === 'ustar' ? fieldBytes(buf, 345, 155) : Buffer.alloc(0);
+  if (format === 'ustar' && prefix.length >= STAR_PREFIX && !isZeroBlock(buf.subarray(345 + STAR_PREFIX, 500))) {
+    disagree.push({ what: `a ustar prefix of ${prefix.length} bytes`, why: 'star-aware readers stop the prefix at 131 bytes and read the rest as access times' });
+  }
+  if (format === 'gnu' && buf[345] !== 0) {
+    disagree.push({ what: 'a GNU header with bytes in the ustar prefix field', why: 'Python reads them as part of the name, Go and GNU tar do not' });
+  }
+  const strings = { name: fieldBytes(buf, 0, 100), prefix, linkname: fieldBytes(buf, 157, 100), uname: fieldBytes(buf, 265, 32), gname: fieldBytes(buf, 297, 32) };
+  for (const [field, bytes] of Object.entries(strings)) {
+    if (!isUtf8(bytes)) disagree.push({ what: `a ${field} that is not valid UTF-8`, why: 'Go keeps the raw bytes, a UTF-8 reader replaces them, so two different names read as one' });
+  }
+  const fields = Object.fromEntries(Object.entries(NUMERIC_FIELDS).map(([k, off]) => [k, readNumber(buf, off, k === 'size' || k === 'mtime' ? 12 : 8)])) as Record<keyof typeof NUMERIC_FIELDS, number>;
+  const badNumber = Object.entries(fields).find(([, n]) => Number.isNaN(n));
+  if (badNumber) {
+    const [field, off] = [badNumber[0], NUMERIC_FIELDS[badNumber[0] as keyof typeof NUMERIC_FIELDS]];
+    disagree.push({ what: `a malformed ${field} field (${JSON.stringify(buf.toString('latin1', off, off + (field === 'size' || field === 'mtime' ? 12 : 8)))})`, why: 'Go, Python and GNU tar parse such numbers differently or refuse them' });
+  }
+  const name = prefix.length > 0 ? `${prefix.toString('utf8')}/${strings.name.toString('utf8')}` : strings.name.toString('utf8');
+  const out: RawHeader = {
     ...fields,
     format,
-    strayPrefix: format !== 'ustar' && buf[345] !== 0,
     name,
     flag: String.fromCharCode(buf[156]!),
-    linkname: readString(buf, 157, 100),
-    uname: readString(buf, 265, 32),
-    gname: readString(buf, 297, 32),
+    linkname: strings.linkname.toString('utf8'),
+    uname: strings.uname.toString('utf8'),
+    gname: strings.gname.toString('utf8'),
   };
+  if (disagree.length > 0) out.disagreement = disagree[0]!;
+  return out;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { UnsafeArchiveError } from '../../errors.js';
-import { BLOCK, decodeBlock, decodePax, isZeroBlock, padding, TYPE_BY_FLAG, type EntryType, type TarHeader } from './header.js';
+import { BLOCK, decodeBlock, decodePax, isUtf8, isZeroBlock, padding, TYPE_BY_FLAG, type EntryType, type TarHeader } from './header.js';
 import { LayerRules } from './wellformed.js';
 
 export interface TarLimits {
@@ -140,6 +140,7 @@ function applyPax(h: TarHeader, pax: Map<string, Buffer>, label: string): void {
     }
     const s = value.toString('utf8');
     if (['path', 'linkpath', 'uname', 'gname'].includes(key) && s.includes('\0')) throw bad('contains a NUL byte');
+    if (['path', 'linkpath', 'uname', 'gname'].includes(key) && !isUtf8(value)) throw bad('is not valid UTF-8 (Go keeps the raw bytes, a UTF-8 reader replaces them, so two names read as one)');
     // An empty value restores the ustar field in POSIX, and sets an empty one in some readers.
     if (['path', 'linkpath', 'size', 'uid', 'gid', 'mtime'].includes(key) && s === '') throw bad('is empty');
     if (NUMERIC_PAX.has(key) && (!/^[0-9]+$/.test(s) || !Number.isSafeInteger(Number(s)))) throw bad('is not a non-negative whole number');
@@ -197,7 +198,7 @@ export async function* readTar(
     if (raw.format === 'unknown') {
       throw new UnsafeArchiveError(`${label}: neither a POSIX ustar nor a GNU tar header`, 'readers disagree on old (v7) and unknown header formats; write the layer as PAX or GNU tar');
     }
-    if (raw.strayPrefix) throw new UnsafeArchiveError(`${label}: a GNU header with bytes in the ustar prefix field`, 'Python reads them as part of the name, Go and GNU tar do not; the archive is refused');
+    if (raw.disagreement) throw new UnsafeArchiveError(`${label}: ${raw.disagreement.what}`, `${raw.disagreement.why}; the archive is refused`);
     if (raw.flag === 'x' || raw.flag === 'g' || raw.flag === 'L' || raw.flag === 'K') {
       if (raw.size > limits.maxHeaderBytes) {
         throw new UnsafeArchiveError(`${label}: extended header of ${raw.size} bytes exceeds the ${limits.maxHeaderBytes}-byte limit`);
@@ -223,9 +224,13 @@ export async function* readTar(
           pax = parsed;
         }
       } else {
-        const text = body.toString('utf8').replace(/\0+$/, '');
-        if (raw.flag === 'L') longName = text;
-        else longLink = text;
+        const bytes = body.subarray(0, body.includes(0) ? body.indexOf(0) : body.length);
+        const what = raw.flag === 'L' ? 'GNU long name' : 'GNU long link';
+        // Go ignores an empty one (the entry keeps its own name); taking it would name the archive root.
+        if (bytes.length === 0) throw new UnsafeArchiveError(`${label}: an empty ${what}`, 'Go ignores it and uses the next header\'s name, other readers take the empty name; the archive is refused');
+        if (!isUtf8(bytes)) throw new UnsafeArchiveError(`${label}: a ${what} that is not valid UTF-8`, 'Go keeps the raw bytes, a UTF-8 reader replaces them, so two different names read as one; the archive is refused');
+        if (raw.flag === 'L') longName = bytes.toString('utf8');
+        else longLink = bytes.toString('utf8');
       }
       continue;
     }
@@ -252,6 +257,7 @@ export async function* readTar(
       header.devMajor = raw.devMajor;
       header.devMinor = raw.devMinor;
     }
+    const renamedBy = longName !== undefined ? 'GNU long name' : pax?.has('path') ? 'PAX path' : undefined;
     if (pax) applyPax(header, pax, label);
     pax = undefined;
     longName = undefined;
@@ -271,6 +277,8 @@ export async function* readTar(
     header.path = normalizeEntryPath(header.path, where);
     if (header.path === '') {
       if (type !== 'dir') throw new UnsafeArchiveError(`${named}: the archive root must be a directory`);
+      // The root is skipped; a root named by an extended header is one readers may not agree is the root.
+      if (renamedBy) throw new UnsafeArchiveError(`${named}: the archive root named by a ${renamedBy}`, 'readers disagree on which entry that names; the archive is refused');
       continue;
     }
     if (type === 'hardlink') header.linkTarget = normalizeEntryPath(header.linkTarget ?? '', `${named} (hardlink target)`);
