@@ -2,6 +2,7 @@ import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { SlipwayError } from './errors.js';
 import { decompress } from './oci/compression.js';
+import { layerCompression } from './oci/mediatypes.js';
 import { Hasher, verifyResult, VerifyingStream } from './oci/digest.js';
 import type { Platform } from './oci/platform.js';
 import { extractLayer, type ExtractOptions, type ExtractStats } from './oci/tar/extract.js';
@@ -49,7 +50,7 @@ export async function unpackImage(src: ImageSource, target: string, opts: Extrac
       verify.on('error', () => undefined); // reported through the reader below, never unhandled
       data.on('error', (err) => verify.destroy(err));
       const diff = new Hasher();
-      const stats = await extractLayer(hashing(decompress(data.pipe(verify), where), diff), tmp, where, opts);
+      const stats = await extractLayer(hashing(decompress(data.pipe(verify), where, { declared: layerCompression(layer.mediaType) }), diff), tmp, where, opts);
       const bad = verifyResult(diff, config.rootfs.diff_ids[i]!, undefined, `${where}: uncompressed content (diff_id)`);
       if (bad) throw bad;
       total.entries += stats.entries;

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -156,6 +157,30 @@ describe('issue 14: what Slipway judges is what extractors see', () => {
         await copyRefused(ref, why);
       });
     }
+  });
+
+  it('a layer whose bytes are another compression than its media type says is refused by copy and unpack; a zstd skippable frame is zstd', async () => {
+    const layer = tar(dir('usr'), file('usr/su', 'x', SETUID_ROOT));
+    const zstd = (b: Buffer): Buffer => execFileSync('zstd', ['-q', '-c'], { input: b });
+    const skippable = Buffer.concat([Buffer.from([0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0]), Buffer.from('skip'), zstd(layer)]);
+    const mismatched: [Buffer, string, RegExp][] = [
+      [gzipSync(layer), MediaType.ociLayerZstd, /the media type says zstd data, the bytes are gzip data/],
+      [zstd(layer), MediaType.ociLayerGzip, /the media type says gzip data, the bytes are zstd data/],
+      [skippable, MediaType.dockerLayerGzip, /the media type says gzip data, the bytes are zstd data/],
+      [layer, MediaType.ociLayerGzip, /the media type says gzip data, the bytes are an uncompressed tar/],
+      [gzipSync(layer), MediaType.ociLayer, /the media type says an uncompressed tar, the bytes are gzip data/],
+    ];
+    for (const [blob, mediaType, why] of mismatched) {
+      const at = join(await tempDir(), 'img');
+      await writeImage(at, 'x', [blob], { raw: true, mediaTypes: [mediaType], diffIds: [digestOf(layer)] });
+      await copyRefused(`oci:${at}:x`, why);
+      const r = await slipway(home, ['image', 'unpack', `oci:${at}:x`, join(await tempDir(), 'rootfs')]);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(why);
+    }
+    const at = join(await tempDir(), 'img');
+    await writeImage(at, 'x', [skippable], { raw: true, mediaTypes: [MediaType.ociLayerZstd], diffIds: [digestOf(layer)] });
+    await ok(slipway(home, ['image', 'copy', `oci:${at}:x`, 'skippable:1']));
   });
 
   it('5: a wrong or missing config diff_id is refused by copy and check, and the store stays as it was', async () => {

@@ -3,15 +3,17 @@ import { createGunzip } from 'node:zlib';
 import { ParallelGzip } from './pgzip.js';
 import { Decompress as ZstdDecompress } from 'fzstd';
 import { pipeline } from 'node:stream/promises';
-import { IntegrityError, SlipwayError } from '../errors.js';
+import { IntegrityError, SlipwayError, UnsafeArchiveError } from '../errors.js';
 import type { Compression } from './mediatypes.js';
 
 /** Pinned so the same tar always gives the same compressed digest. */
 export const GZIP_LEVEL = 6;
 
+/** What a blob's first bytes say it is: gzip, a zstd frame or skippable frame (as containerd sniffs), else plain. */
 export function detectCompression(head: Uint8Array): Compression {
   if (head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return 'zstd';
+  if ((head[0]! & 0xf0) === 0x50 && head[1] === 0x2a && head[2] === 0x4d && head[3] === 0x18) return 'zstd';
   return 'none';
 }
 
@@ -45,11 +47,12 @@ class ZstdStream extends Transform {
 }
 
 /**
- * Decompresses a layer stream by sniffing its first bytes (media types lie: Docker
- * archives label plain tars as gzip). Errors name the layer and say it is truncated
- * or corrupt instead of zlib's terse codes.
+ * Decompresses a layer stream by sniffing its first bytes. Errors name the layer and say it is
+ * truncated or corrupt instead of zlib's terse codes. With `declared` (the compression of the
+ * descriptor's media type), a blob whose bytes are another is refused: umoci decompresses by media
+ * type, containerd and Slipway by the bytes, so they would read different layers.
  */
-export async function* decompress(source: AsyncIterable<Buffer | Uint8Array>, where: string, opts: { chunkSize?: number } = {}): AsyncGenerator<Buffer> {
+export async function* decompress(source: AsyncIterable<Buffer | Uint8Array>, where: string, opts: { chunkSize?: number; declared?: Compression | undefined } = {}): AsyncGenerator<Buffer> {
   const it = source[Symbol.asyncIterator]();
   let first = await it.next();
   while (!first.done && first.value.length < 4) {
@@ -68,6 +71,10 @@ export async function* decompress(source: AsyncIterable<Buffer | Uint8Array>, wh
     }
   })();
   const kind = detectCompression(head);
+  if (opts.declared !== undefined && kind !== opts.declared) {
+    const name = (c: Compression): string => (c === 'none' ? 'an uncompressed tar' : `${c} data`);
+    throw new UnsafeArchiveError(`${where}: the media type says ${name(opts.declared)}, the bytes are ${name(kind)}`, 'readers that trust the media type and readers that sniff the bytes would read different layers; the blob is refused');
+  }
   if (kind === 'none') {
     yield* rest;
     return;

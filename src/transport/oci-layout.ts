@@ -6,6 +6,7 @@ import type { Digest } from '../oci/digest.js';
 import { verifyDiffIds } from '../oci/diffids.js';
 import { parseImageConfig, type Descriptor, type ImageManifest, type ParsedManifest } from '../oci/types.js';
 import { layerCompression, MediaType } from '../oci/mediatypes.js';
+import { limitsFromEnv } from '../oci/tar/reader.js';
 import { layerValidator } from '../oci/tar/validate.js';
 import { OciLayout } from '../store/layout.js';
 import type { ImageDestination, ImageSource } from './types.js';
@@ -92,14 +93,14 @@ export class OciLayoutDestination implements ImageDestination {
 
   /** Streams a layer through the validator to its end; its diff_id. */
   private async validate(desc: Descriptor, data: Readable): Promise<Digest> {
-    const v = layerValidator(`${this.name}: layer ${desc.digest}`);
+    const v = layerValidator(`${this.name}: layer ${desc.digest}`, limitsFromEnv(), layerCompression(desc.mediaType));
     await pipeline(data, v.stream, new Writable({ write: (_c, _e, cb) => cb() }));
     return v.done;
   }
 
   async putBlob(desc: Descriptor, data: Readable): Promise<void> {
     if (this.validates(desc)) {
-      const v = layerValidator(`${this.name}: layer ${desc.digest}`);
+      const v = layerValidator(`${this.name}: layer ${desc.digest}`, limitsFromEnv(), layerCompression(desc.mediaType));
       await this.layout.writeBlob(data, { digest: desc.digest, size: desc.size }, { through: v.stream });
       this.diffIds.set(desc.digest, await v.done);
     } else {

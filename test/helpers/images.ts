@@ -42,16 +42,18 @@ export interface ImageOptions {
   /** Merged over the default container config ({ Cmd: ['/bin/sh'] }). */
   config?: Record<string, unknown>;
   annotations?: Record<string, string>;
+  /** Each layer's media type, whatever its bytes are (with `raw`, the blobs are given as they are). */
+  mediaTypes?: string[];
 }
 
 export async function writeImage(dir: string, tag: string, layerTars: Buffer[], opts: ImageOptions = {}): Promise<MadeImage> {
   const layout = await OciLayout.open(dir, { create: true });
   const layers: Descriptor[] = [];
-  for (const tar of layerTars) {
+  for (const [i, tar] of layerTars.entries()) {
     const blob = opts.raw ? tar : gzipSync(tar, { level: 1 });
     const d = digestOf(blob);
     await layout.writeBlob(Readable.from([blob]), { digest: d, size: blob.length });
-    layers.push({ mediaType: opts.raw ? MediaType.ociLayer : MediaType.ociLayerGzip, digest: d, size: blob.length });
+    layers.push({ mediaType: opts.mediaTypes?.[i] ?? (opts.raw ? MediaType.ociLayer : MediaType.ociLayerGzip), digest: d, size: blob.length });
   }
   const cfg = encodeJson({
     architecture: opts.arch ?? 'amd64',
