@@ -178,6 +178,12 @@ const CASES: Case[] = [
 
   // Names that are not UTF-8: Go keeps the bytes, a lossy decode makes "su\xff" and "su\xfe" one name.
   { name: 'UTF-8 names', expect: 'accept', layers: [tar(dir('naïve'), file('naïve/süß', 'x'), member({ name: 'naïve/link', flag: '2', linkname: 'süß' }))] },
+  {
+    // GNU tar --format=posix cuts its PAX headers' names (and the ustar name a PAX path replaces) mid-character.
+    name: 'ustar names cut mid-character under a PAX path',
+    expect: 'accept',
+    layers: [tar(pax([['path', 'ééé/üü']], 'x', { patch: [[0, Buffer.from('PaxHeaders/\xc3\0', 'latin1')]] }), file('x', 'x', { patch: [[0, Buffer.from('\xc3\xa9\xc3\0', 'latin1')]] }))],
+  },
   { name: 'a name that is not UTF-8', expect: 'refuse', layers: [tar(dir('bin'), file('bin/su', 'x', { ...SUID, patch: [[0, Buffer.from('bin/su\xff\0', 'latin1')]] }))] },
   {
     name: 'a whiteout of a non-UTF-8 name that differs in one byte',
@@ -192,6 +198,7 @@ const CASES: Case[] = [
     expect: 'refuse',
     layers: [tar(pax([[key, Buffer.from('s\xff', 'latin1')]]), key === 'linkpath' ? member({ name: 'l', flag: '2', linkname: 'x' }) : file('f', 'x'))],
   })),
+  { name: 'a PAX key that is not UTF-8', expect: 'refuse', layers: [tar(member({ name: 'PaxHeaders/x', flag: 'x' }, Buffer.from('26 SCHILY.xattr.user.a\xff=1\n', 'latin1')), file('f', 'x'))] },
   { name: 'a GNU long name that is not UTF-8', expect: 'refuse', layers: [tar(member({ name: '././@LongLink', flag: 'L', magic: 'gnu' }, Buffer.from('su\xff\0', 'latin1')), file('f', 'x', { magic: 'gnu' }))] },
 
   // An empty GNU long name: Go ignores it and creates the next header's path, Slipway read the archive root.

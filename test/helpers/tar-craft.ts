@@ -68,8 +68,8 @@ function paxRecord(key: string, value: string | Buffer): Buffer {
 }
 
 /** A PAX extended header ('x', or global 'g') of the given records. */
-export function pax(records: [string, string | Buffer][], flag: 'x' | 'g' = 'x'): Buffer {
-  return member({ name: 'PaxHeaders/x', flag }, Buffer.concat(records.map(([k, v]) => paxRecord(k, v))));
+export function pax(records: [string, string | Buffer][], flag: 'x' | 'g' = 'x', extra: Partial<RawFields> = {}): Buffer {
+  return member({ name: 'PaxHeaders/x', flag, ...extra }, Buffer.concat(records.map(([k, v]) => paxRecord(k, v))));
 }
 
 /** A PAX header body given verbatim. */

@@ -135,6 +135,12 @@ export interface RawHeader {
   devMinor: number;
   /** POSIX ustar (magic "ustar", NUL, version "00"), GNU ("ustar", two spaces, NUL), or anything else. */
   format: 'ustar' | 'gnu' | 'unknown';
+  /**
+   * Fields (name: with its prefix) that are not valid UTF-8: readers that keep the raw bytes and
+   * readers that decode them would see other names. Only a field an extended header does not
+   * replace matters (GNU tar truncates the names of its PAX headers mid-character).
+   */
+  notUtf8: ('name' | 'linkname' | 'uname' | 'gname')[];
   /** Why tar readers would read this block differently (the archive is then refused), or undefined. */
   disagreement?: { what: string; why: string };
 }
@@ -217,9 +223,7 @@ export function decodeBlock(buf: Buffer): RawHeader | null {
     disagree.push({ what: 'a GNU header with bytes in the ustar prefix field', why: 'Python reads them as part of the name, Go and GNU tar do not' });
   }
   const strings = { name: fieldBytes(buf, 0, 100), prefix, linkname: fieldBytes(buf, 157, 100), uname: fieldBytes(buf, 265, 32), gname: fieldBytes(buf, 297, 32) };
-  for (const [field, bytes] of Object.entries(strings)) {
-    if (!isUtf8(bytes)) disagree.push({ what: `a ${field} that is not valid UTF-8`, why: 'Go keeps the raw bytes, a UTF-8 reader replaces them, so two different names read as one' });
-  }
+  const notUtf8 = (['name', 'linkname', 'uname', 'gname'] as const).filter((f) => !isUtf8(strings[f]) || (f === 'name' && !isUtf8(prefix)));
   const fields = Object.fromEntries(Object.entries(NUMERIC_FIELDS).map(([k, off]) => [k, readNumber(buf, off, k === 'size' || k === 'mtime' ? 12 : 8)])) as Record<keyof typeof NUMERIC_FIELDS, number>;
   const badNumber = Object.entries(fields).find(([, n]) => Number.isNaN(n));
   if (badNumber) {
@@ -235,6 +239,7 @@ export function decodeBlock(buf: Buffer): RawHeader | null {
     linkname: strings.linkname.toString('utf8'),
     uname: strings.uname.toString('utf8'),
     gname: strings.gname.toString('utf8'),
+    notUtf8,
   };
   if (disagree.length > 0) out.disagreement = disagree[0]!;
   return out;
@@ -258,6 +263,7 @@ export function decodePax(buf: Buffer): Map<string, Buffer> | null {
     const record = buf.subarray(space + 1, pos + len - 1);
     const eq = record.indexOf(0x3d);
     if (eq <= 0 || record.subarray(0, eq).includes(0)) return null;
+    if (!isUtf8(record.subarray(0, eq))) return null;
     const key = record.toString('utf8', 0, eq);
     if (out.has(key)) return null;
     out.set(key, record.subarray(eq + 1));

@@ -257,6 +257,9 @@ export async function* readTar(
       header.devMajor = raw.devMajor;
       header.devMinor = raw.devMinor;
     }
+    const replaced = { name: longName !== undefined || pax?.has('path'), linkname: longLink !== undefined || pax?.has('linkpath'), uname: pax?.has('uname'), gname: pax?.has('gname') };
+    const garbled = raw.notUtf8.find((f) => !replaced[f]);
+    if (garbled) throw new UnsafeArchiveError(`${label}: a ${garbled} that is not valid UTF-8`, 'Go keeps the raw bytes, a UTF-8 reader replaces them, so two different names read as one; the archive is refused');
     const renamedBy = longName !== undefined ? 'GNU long name' : pax?.has('path') ? 'PAX path' : undefined;
     if (pax) applyPax(header, pax, label);
     pax = undefined;
