@@ -84,6 +84,16 @@ describe('issue 14: what Slipway judges is what extractors see', () => {
     await copyRefused(ref, why);
   });
 
+  it('a world-writable or set-id archive root ("./", which umoci applies to the rootfs and the judge skips) is refused', async () => {
+    for (const mode of [0o777, 0o2755]) {
+      const ref = await image([tar(dir('.', { mode }), file('f', 'x'))]);
+      await checkRefused(ref, /the archive root has mode/);
+      await copyRefused(ref, /the archive root has mode/);
+    }
+    // A sticky world-writable root, like /tmp, and the usual 0755 are fine.
+    for (const mode of [0o1777, 0o755]) await ok(slipway(home, ['image', 'copy', await image([tar(dir('.', { mode }), file('f', 'x'))]), `root-${mode.toString(8)}:1`]));
+  });
+
   it('2: a whiteout of "." or ".." is refused, and unpack leaves the parent directory intact', async () => {
     for (const name of ['.wh..', '.wh...', 'sub/.wh..', 'sub/.wh...']) {
       const ref = await image([tar(dir('sub'), file('sub/f', 'f')), tar(...(name.startsWith('sub/') ? [dir('sub')] : []), file(name, ''))]);

@@ -282,6 +282,11 @@ export async function* readTar(
       if (type !== 'dir') throw new UnsafeArchiveError(`${named}: the archive root must be a directory`);
       // The root is skipped; a root named by an extended header is one readers may not agree is the root.
       if (renamedBy) throw new UnsafeArchiveError(`${named}: the archive root named by a ${renamedBy}`, 'readers disagree on which entry that names; the archive is refused');
+      // umoci gives the rootfs the root entry's mode, Slipway's extractor and judge skip it: a root
+      // anyone may write to (without the sticky bit) or with set-id bits would go unjudged.
+      if ((header.mode & 0o6000) !== 0 || (header.mode & 0o1002) === 0o002) {
+        throw new UnsafeArchiveError(`${named}: the archive root has mode ${header.mode.toString(8).padStart(4, '0')}`, 'extractors that apply it would make / writable by anyone or set-id; the archive is refused');
+      }
       continue;
     }
     if (type === 'hardlink') header.linkTarget = normalizeEntryPath(header.linkTarget ?? '', `${named} (hardlink target)`);
