@@ -169,7 +169,7 @@ describe('issue 14: what Slipway judges is what extractors see', () => {
     }
   });
 
-  it('a layer whose bytes are another compression than its media type says is refused by copy and unpack; a zstd skippable frame is zstd', async () => {
+  it('a layer whose bytes are another compression than its media type says is refused by copy, check and unpack; a zstd skippable frame is zstd', async () => {
     const layer = tar(dir('usr'), file('usr/su', 'x', SETUID_ROOT));
     const zstd = (b: Buffer): Buffer => execFileSync('zstd', ['-q', '-c'], { input: b });
     const skippable = Buffer.concat([Buffer.from([0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0]), Buffer.from('skip'), zstd(layer)]);
@@ -184,6 +184,8 @@ describe('issue 14: what Slipway judges is what extractors see', () => {
       const at = join(await tempDir(), 'img');
       await writeImage(at, 'x', [blob], { raw: true, mediaTypes: [mediaType], diffIds: [digestOf(layer)] });
       await copyRefused(`oci:${at}:x`, why);
+      // check too, and from its facts cache when the same blob comes back under another media type.
+      await checkRefused(`oci:${at}:x`, why);
       const r = await slipway(home, ['image', 'unpack', `oci:${at}:x`, join(await tempDir(), 'rootfs')]);
       expect(r.code, r.stderr).toBe(1);
       expect(r.stderr).toMatch(why);

@@ -52,7 +52,7 @@ class ZstdStream extends Transform {
  * descriptor's media type), a blob whose bytes are another is refused: umoci decompresses by media
  * type, containerd and Slipway by the bytes, so they would read different layers.
  */
-export async function* decompress(source: AsyncIterable<Buffer | Uint8Array>, where: string, opts: { chunkSize?: number; declared?: Compression | undefined } = {}): AsyncGenerator<Buffer> {
+export async function* decompress(source: AsyncIterable<Buffer | Uint8Array>, where: string, opts: { chunkSize?: number; declared?: Compression | undefined; sniffed?: (kind: Compression) => void } = {}): AsyncGenerator<Buffer> {
   const it = source[Symbol.asyncIterator]();
   let first = await it.next();
   while (!first.done && first.value.length < 4) {
@@ -71,6 +71,7 @@ export async function* decompress(source: AsyncIterable<Buffer | Uint8Array>, wh
     }
   })();
   const kind = detectCompression(head);
+  opts.sniffed?.(kind);
   if (opts.declared !== undefined && kind !== opts.declared) {
     const name = (c: Compression): string => (c === 'none' ? 'an uncompressed tar' : `${c} data`);
     throw new UnsafeArchiveError(`${where}: the media type says ${name(opts.declared)}, the bytes are ${name(kind)}`, 'readers that trust the media type and readers that sniff the bytes would read different layers; the blob is refused');

@@ -11,6 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import { PassThrough } from 'node:stream';
 import { Hasher, hexOf, VerifyingStream, type Digest } from '../oci/digest.js';
 import { decompress } from '../oci/compression.js';
+import type { Compression } from '../oci/mediatypes.js';
 import type { EntryType } from '../oci/tar/header.js';
 import { limitsFromEnv, readTar } from '../oci/tar/reader.js';
 import { whiteoutOf } from '../oci/tar/whiteout.js';
@@ -20,7 +21,7 @@ import { streamed } from '../memory.js';
 import type { ImageSource } from '../transport/types.js';
 
 /** Bump when the facts' shape or meaning changes: old cache entries are then ignored. */
-const FACTS_VERSION = 2;
+const FACTS_VERSION = 3;
 /** Small files whose content rules read. */
 export const CAPTURED = ['etc/passwd', 'etc/group', 'app/app.json'] as const;
 const MAX_CAPTURE = 1024 * 1024;
@@ -47,6 +48,8 @@ export interface LayerFacts {
   digest: string;
   /** Digest of the uncompressed tar: what the config's rootfs.diff_ids must say. */
   diffId: string;
+  /** What the bytes are (sniffed): a descriptor's media type must say the same. */
+  compression: Compression;
   uncompressedSize: number;
   entries: number;
   /** Every path the layer puts in place (whiteouts excluded); directories end with '/'. */
@@ -75,9 +78,9 @@ async function* counted(source: AsyncIterable<Buffer>, diff: Hasher): AsyncGener
 
 /** Parses an uncompressed-or-compressed layer stream into facts (the digest is the caller's to prove). */
 async function readFacts(out: AsyncIterable<Buffer>, digest: string, where: string): Promise<LayerFacts> {
-  const facts: LayerFacts = { version: FACTS_VERSION, digest, diffId: '', uncompressedSize: 0, entries: 0, paths: [], notable: [], whiteouts: [], opaque: [], captured: {} };
+  const facts: LayerFacts = { version: FACTS_VERSION, digest, diffId: '', compression: 'none', uncompressedSize: 0, entries: 0, paths: [], notable: [], whiteouts: [], opaque: [], captured: {} };
   const diff = new Hasher();
-  for await (const entry of readTar(counted(decompress(out, where, { chunkSize: INFLATE_CHUNK }), diff), where, limitsFromEnv())) {
+  for await (const entry of readTar(counted(decompress(out, where, { chunkSize: INFLATE_CHUNK, sniffed: (c) => (facts.compression = c) }), diff), where, limitsFromEnv())) {
     const h = entry.header;
     facts.entries++;
     facts.uncompressedSize += h.size;

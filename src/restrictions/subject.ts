@@ -5,7 +5,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { forEachLimited } from '../copy.js';
-import { SlipwayError } from '../errors.js';
+import { SlipwayError, UnsafeArchiveError } from '../errors.js';
+import { layerCompression, type Compression } from '../oci/mediatypes.js';
 import { imageStorePath } from '../home.js';
 import { readSmallBlob, resolvePlatform } from '../inspect.js';
 import type { Digest } from '../oci/digest.js';
@@ -34,17 +35,31 @@ export interface ScanOptions {
   onLayer?: (index: number, digest: string, cached: boolean) => void;
 }
 
+/**
+ * Facts are kept by digest, and one blob may be named under several media types: the bytes must be
+ * what this descriptor says (umoci decompresses by media type, containerd and Slipway by the bytes).
+ */
+function refuseMislabelled(facts: LayerFacts, desc: Descriptor, where: string): void {
+  const declared = layerCompression(desc.mediaType);
+  if (declared !== undefined && facts.compression !== declared) {
+    const name = (c: Compression): string => (c === 'none' ? 'an uncompressed tar' : `${c} data`);
+    throw new UnsafeArchiveError(`${where}: the media type says ${name(declared)}, the bytes are ${name(facts.compression)}`, 'readers that trust the media type and readers that sniff the bytes would read different layers; the image is refused');
+  }
+}
+
 /** Facts of each layer, in order: from the cache, or read as a stream and then cached. */
 export async function layerFacts(src: ImageSource, layers: Descriptor[], opts: ScanOptions = {}): Promise<LayerFacts[]> {
   const out: LayerFacts[] = new Array(layers.length);
   await forEachLimited(layers.map((l, i) => ({ l, i })), opts.concurrency ?? 2, async ({ l, i }) => {
     const cached = opts.cache?.get(l.digest);
+    if (cached) refuseMislabelled(cached, l, `${src.name}: layer ${i} (${l.digest})`);
     if (cached) {
       out[i] = cached;
       opts.onLayer?.(i, l.digest, true);
       return;
     }
     const facts = await scanLayer(src, l, `${src.name}: layer ${i} (${l.digest})`);
+    refuseMislabelled(facts, l, `${src.name}: layer ${i} (${l.digest})`);
     await opts.cache?.put(facts);
     out[i] = facts;
     opts.onLayer?.(i, l.digest, false);
