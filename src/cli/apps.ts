@@ -29,8 +29,9 @@ function buildRuntimeFactory(home: string, stack: Stack, wanted: string, warn: (
     try {
       for (const rt of ['runc', 'crun']) await reapContainers({ name: rt, root: join(stateRoot, rt), cgroups: 'runtime' }, BUILD_CONTAINER_PREFIX);
       const rootfs = await unpackedBuildStack(home, stack);
-      const { runtime, why } = await ContainerBuildRuntime.open(stateRoot, rootfs, dirs, join(dirs.root, 'bundles'));
+      const { runtime, why, notes } = await ContainerBuildRuntime.open(stateRoot, rootfs, dirs, join(dirs.root, 'bundles'));
       for (const w of why) warn(`note: ${w}; using ${runtime.runtimeName}`);
+      for (const n of notes) warn(`note: ${n}`);
       return runtime;
     } catch (err) {
       if (wanted === 'container') throw new SlipwayError(`cannot run the build container: ${(err as Error).message}`, { hint: 'use --runtime process on hosts without runc or crun' });

@@ -110,9 +110,9 @@ export class ContainerBuildRuntime implements BuildRuntime {
 
   /**
    * Picks crun or runc by running a trivial container on the stack (`why` lists what was skipped),
-   * and makes the build's network.
+   * and makes the build's network (`notes` says what that changed on the host).
    */
-  static async open(stateRoot: string, rootfs: string, binds: Binds, work: string): Promise<{ runtime: ContainerBuildRuntime; why: string[] }> {
+  static async open(stateRoot: string, rootfs: string, binds: Binds, work: string): Promise<{ runtime: ContainerBuildRuntime; why: string[]; notes: string[] }> {
     await mkdir(work, { recursive: true });
     const probeEnv = { PATH: '/usr/bin:/bin' };
     const { runtime, why } = await pickOciRuntime(stateRoot, async (rt) => {
@@ -120,7 +120,7 @@ export class ContainerBuildRuntime implements BuildRuntime {
       if (r.code !== 0) throw new Error(`probe exited ${r.code}`);
     });
     const net = await BuildNetwork.create(work);
-    return { runtime: new ContainerBuildRuntime(runtime, rootfs, binds, work, net), why: [...why, ...net.notes] };
+    return { runtime: new ContainerBuildRuntime(runtime, rootfs, binds, work, net), why, notes: net.notes };
   }
 
   get runtimeName(): string {
