@@ -7,35 +7,21 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadSqlite } from '../src/native.js';
 import { addRelease, claimReleasePhase, currentRelease, finishReleasePhase, getRelease, phaseStarted, rebaseFleet, setConfig, type Release } from '../src/release/releases.js';
 import type { Stack } from '../src/stack/stacks.js';
 import { openDb } from '../src/store/db.js';
 import { processToken } from '../src/store/owner-token.js';
-import { busyboxWebApp, httpGet } from './helpers/apps.js';
-import { buildpack, busyboxRootfs } from './helpers/buildpacks.js';
+import { busyboxWebApp, detachedApps, httpGet, logText, tinyHome } from './helpers/apps.js';
+import { buildpack } from './helpers/buildpacks.js';
 import { BIN, ok, run, slipway } from './helpers/cli.js';
 import { tempDir } from './helpers/tmp.js';
 
-const running: { home: string; app: string }[] = [];
-afterAll(async () => {
-  for (const r of running) await slipway(r.home, ['stop', r.app]);
-});
-
-async function home(): Promise<string> {
-  const h = await tempDir();
-  await ok(slipway(h, ['-q', 'stack', 'import', 'tiny', `dir:${await busyboxRootfs()}`]));
-  return h;
-}
-
-async function up(h: string, app: string, args: string[]): Promise<number> {
-  running.push({ home: h, app });
-  return (JSON.parse((await ok(slipway(h, ['--json', 'up', app, '--detach', ...args]))).stdout) as { port: number }).port;
-}
+const { up, stopLater } = detachedApps();
+const home = tinyHome;
 
 const json = async <T>(h: string, args: string[]): Promise<T> => JSON.parse((await ok(slipway(h, ['--json', ...args]))).stdout) as T;
-const logText = async (h: string, app: string): Promise<string> => (await ok(slipway(h, ['logs', app, '-n', '1000']))).stdout;
 const count = (text: string, re: RegExp): number => text.match(new RegExp(re.source, 'g'))?.length ?? 0;
 
 interface ReleaseRow { version: number; status: string; current: boolean; description: string }
@@ -213,7 +199,7 @@ describe('the current release, and what up reports', () => {
     expect((await json<{ processTypes: Record<string, string> }>(h, ['ps', 'cur'])).processTypes).toEqual({ web: 'busybox httpd -f -p $PORT -h www', release: 'true' });
     expect((await ok(slipway(h, ['run', 'cur', '--runtime', 'process', 'echo $SLIPWAY_RELEASE']))).stdout).toBe('v1\n');
 
-    running.push({ home: h, app: 'cur' });
+    stopLater(h, 'cur');
     const upped = await ok(slipway(h, ['up', 'cur', '--detach', '--runtime', 'process']));
     expect(upped.stderr).toMatch(/the release phase of cur v3 failed: v1 runs instead/);
     expect(upped.stdout).toMatch(/^cur v1 is up: http:\/\/127\.0\.0\.1:(\d+)/);

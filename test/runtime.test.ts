@@ -3,30 +3,14 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { busyboxWebApp, httpGet, load } from './helpers/apps.js';
-import { buildpack, busyboxRootfs } from './helpers/buildpacks.js';
+import { describe, expect, it } from 'vitest';
+import { busyboxWebApp, detachedApps, httpGet, load, logText, tinyHome } from './helpers/apps.js';
+import { buildpack } from './helpers/buildpacks.js';
 import { ok, slipway } from './helpers/cli.js';
-import { tempDir } from './helpers/tmp.js';
 
-const running: { home: string; app: string }[] = [];
-afterAll(async () => {
-  for (const r of running) await slipway(r.home, ['stop', r.app]);
-});
+const { up, stopLater } = detachedApps();
+const home = tinyHome;
 
-async function home(): Promise<string> {
-  const h = await tempDir();
-  await ok(slipway(h, ['-q', 'stack', 'import', 'tiny', `dir:${await busyboxRootfs()}`]));
-  return h;
-}
-
-async function up(h: string, app: string, args: string[]): Promise<number> {
-  running.push({ home: h, app });
-  const r = JSON.parse((await ok(slipway(h, ['--json', 'up', app, '--detach', ...args]))).stdout) as { port: number };
-  return r.port;
-}
-
-const logText = async (h: string, app: string): Promise<string> => (await ok(slipway(h, ['logs', app, '-n', '1000']))).stdout;
 async function until(what: string, fn: () => Promise<boolean>, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
@@ -98,7 +82,7 @@ describe.each(['container', 'process'])('the %s runtime', (runtime) => {
   it('kills a web dyno that does not bind $PORT in time (R10), and passes a one-off dyno\'s exit code through', async () => {
     const h = await home();
     await ok(slipway(h, ['-q', 'build', await busyboxWebApp('web: sleep 1000\n'), '--app', 'sleepy', '--runtime', 'process']));
-    running.push({ home: h, app: 'sleepy' });
+    stopLater(h, 'sleepy');
     const r = await slipway(h, ['up', 'sleepy', '--detach', '--boot-timeout', '1', '--runtime', runtime]);
     expect(r.code).toBe(1);
     expect(r.stdout).not.toMatch(/is up/);

@@ -1,6 +1,9 @@
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
+import { afterAll } from 'vitest';
+import { busyboxRootfs } from './buildpacks.js';
+import { ok, slipway } from './cli.js';
 import { tempDir } from './tmp.js';
 
 /** A busybox app: httpd on $PORT whose /cgi-bin/dyno answers with $DYNO and the release. */
@@ -48,3 +51,29 @@ export function load(port: number, path = '/'): { stop: () => Promise<{ sent: nu
     },
   };
 }
+
+/** A fresh SLIPWAY_HOME with the busybox stack imported as `tiny`. */
+export async function tinyHome(): Promise<string> {
+  const h = await tempDir();
+  await ok(slipway(h, ['-q', 'stack', 'import', 'tiny', `dir:${await busyboxRootfs()}`]));
+  return h;
+}
+
+/** Apps a test file starts: each is stopped after the file's tests, whatever happened. */
+export function detachedApps(): { stopLater(home: string, app: string): void; up(home: string, app: string, args: string[]): Promise<number> } {
+  const running: { home: string; app: string }[] = [];
+  afterAll(async () => {
+    for (const r of running) await slipway(r.home, ['stop', r.app]);
+  });
+  return {
+    stopLater: (home, app) => void running.push({ home, app }),
+    /** `up APP --detach ARGS`: the router's port. */
+    up: async (home, app, args) => {
+      running.push({ home, app });
+      return (JSON.parse((await ok(slipway(home, ['--json', 'up', app, '--detach', ...args]))).stdout) as { port: number }).port;
+    },
+  };
+}
+
+/** The app's log, the last thousand lines. */
+export const logText = async (h: string, app: string): Promise<string> => (await ok(slipway(h, ['logs', app, '-n', '1000']))).stdout;
