@@ -47,6 +47,16 @@ class ZstdStream extends Transform {
 }
 
 /**
+ * Throws unless a blob's bytes are the compression its media type declares: umoci decompresses by
+ * media type, containerd and Slipway by the bytes, so they would read different layers.
+ */
+export function refuseMislabelled(declared: Compression, actual: Compression, where: string): void {
+  if (declared === actual) return;
+  const name = (c: Compression): string => (c === 'none' ? 'an uncompressed tar' : `${c} data`);
+  throw new UnsafeArchiveError(`${where}: the media type says ${name(declared)}, the bytes are ${name(actual)}`, 'readers that trust the media type and readers that sniff the bytes would read different layers; the blob is refused');
+}
+
+/**
  * Decompresses a layer stream by sniffing its first bytes. Errors name the layer and say it is
  * truncated or corrupt instead of zlib's terse codes. With `declared` (the compression of the
  * descriptor's media type), a blob whose bytes are another is refused: umoci decompresses by media
@@ -72,10 +82,7 @@ export async function* decompress(source: AsyncIterable<Buffer | Uint8Array>, wh
   })();
   const kind = detectCompression(head);
   opts.sniffed?.(kind);
-  if (opts.declared !== undefined && kind !== opts.declared) {
-    const name = (c: Compression): string => (c === 'none' ? 'an uncompressed tar' : `${c} data`);
-    throw new UnsafeArchiveError(`${where}: the media type says ${name(opts.declared)}, the bytes are ${name(kind)}`, 'readers that trust the media type and readers that sniff the bytes would read different layers; the blob is refused');
-  }
+  if (opts.declared !== undefined) refuseMislabelled(opts.declared, kind, where);
   if (kind === 'none') {
     yield* rest;
     return;

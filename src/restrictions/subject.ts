@@ -5,8 +5,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { forEachLimited } from '../copy.js';
-import { SlipwayError, UnsafeArchiveError } from '../errors.js';
-import { layerCompression, type Compression } from '../oci/mediatypes.js';
+import { SlipwayError } from '../errors.js';
+import { layerCompression } from '../oci/mediatypes.js';
+import { refuseMislabelled } from '../oci/compression.js';
 import { imageStorePath } from '../home.js';
 import { readSmallBlob, resolvePlatform } from '../inspect.js';
 import type { Digest } from '../oci/digest.js';
@@ -35,16 +36,10 @@ export interface ScanOptions {
   onLayer?: (index: number, digest: string, cached: boolean) => void;
 }
 
-/**
- * Facts are kept by digest, and one blob may be named under several media types: the bytes must be
- * what this descriptor says (umoci decompresses by media type, containerd and Slipway by the bytes).
- */
-function refuseMislabelled(facts: LayerFacts, desc: Descriptor, where: string): void {
+/** Facts are kept by digest, and one blob may come back under another media type: its bytes must be what this one says. */
+function sameCompression(facts: LayerFacts, desc: Descriptor, where: string): void {
   const declared = layerCompression(desc.mediaType);
-  if (declared !== undefined && facts.compression !== declared) {
-    const name = (c: Compression): string => (c === 'none' ? 'an uncompressed tar' : `${c} data`);
-    throw new UnsafeArchiveError(`${where}: the media type says ${name(declared)}, the bytes are ${name(facts.compression)}`, 'readers that trust the media type and readers that sniff the bytes would read different layers; the image is refused');
-  }
+  if (declared !== undefined) refuseMislabelled(declared, facts.compression, where);
 }
 
 /** Facts of each layer, in order: from the cache, or read as a stream and then cached. */
@@ -52,14 +47,14 @@ export async function layerFacts(src: ImageSource, layers: Descriptor[], opts: S
   const out: LayerFacts[] = new Array(layers.length);
   await forEachLimited(layers.map((l, i) => ({ l, i })), opts.concurrency ?? 2, async ({ l, i }) => {
     const cached = opts.cache?.get(l.digest);
-    if (cached) refuseMislabelled(cached, l, `${src.name}: layer ${i} (${l.digest})`);
+    if (cached) sameCompression(cached, l, `${src.name}: layer ${i} (${l.digest})`);
     if (cached) {
       out[i] = cached;
       opts.onLayer?.(i, l.digest, true);
       return;
     }
     const facts = await scanLayer(src, l, `${src.name}: layer ${i} (${l.digest})`);
-    refuseMislabelled(facts, l, `${src.name}: layer ${i} (${l.digest})`);
+    sameCompression(facts, l, `${src.name}: layer ${i} (${l.digest})`);
     await opts.cache?.put(facts);
     out[i] = facts;
     opts.onLayer?.(i, l.digest, false);
