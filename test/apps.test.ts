@@ -149,7 +149,8 @@ describe('apps and releases, inspected and scaled', () => {
 
     const refused = await slipway(h, ['apps', 'destroy', 'gone']);
     expect([refused.code, refused.stderr]).toEqual([1, expect.stringMatching(/nothing was removed\nhint: to go ahead: slipway apps destroy gone --confirm gone/)]);
-    expect((await slipway(h, ['apps', 'destroy', 'gone', '--confirm', 'keep'])).code).toBe(1);
+    const wrong = await slipway(h, ['apps', 'destroy', 'gone', '--confirm', 'keep']);
+    expect([wrong.code, wrong.stderr]).toEqual([1, expect.stringMatching(/--confirm keep does not name the app being destroyed \(gone\); nothing was removed/)]);
     expect((await httpGet(port, '/cgi-bin/dyno')).body).toBe('web.1 v2\n');
 
     const gone = await json<{ stopped: boolean; releases: number; slugsReleased: string[] }>(h, ['apps', 'destroy', 'gone', '--confirm', 'gone']);
@@ -217,6 +218,8 @@ describe('the current release, and what up reports', () => {
     expect(crashing.code).toBe(1);
     expect(JSON.parse(crashing.stdout)).toMatchObject({ release: 4, failed: ['worker.1'] });
     expect(crashing.stderr).toMatch(/cur did not come up: worker\.1 failed to boot or crashed at once[\s\S]*slipway\[worker\.1\]: Process exited with status 1/);
+    // The app's own last words are among the lines shown, not only the platform's.
+    expect(crashing.stderr).toMatch(/app\[worker\.1\]: boom/);
     await ok(slipway(h, ['stop', 'cur']));
     const fine = await json<{ failed: string[] }>(h, ['up', 'cur', '--detach', '--runtime', 'process', '--scale', 'worker=0']);
     expect(fine.failed).toEqual([]);

@@ -123,6 +123,9 @@ export function registerAppCommands(program: Command, globals: () => Globals): v
     .option('--confirm <name>', 'the app\'s name again: nothing is removed without it')
     .action(async (name: string, o: { confirm?: string }) => {
       const g = globals();
+      if (o.confirm !== undefined && o.confirm !== name) {
+        throw new SlipwayError(`--confirm ${o.confirm} does not name the app being destroyed (${name}); nothing was removed`, { hint: `to go ahead: slipway apps destroy ${name} --confirm ${name}` });
+      }
       if (o.confirm !== name) {
         throw new SlipwayError(`destroying ${name} removes its releases, logs and build cache for good; nothing was removed`, { hint: `to go ahead: slipway apps destroy ${name} --confirm ${name}` });
       }

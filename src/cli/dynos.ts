@@ -148,8 +148,8 @@ async function upDetached(g: Globals, app: string, argv: string[]): Promise<void
   const s = await callControl<SupervisorStatus>(controlSocket(g.home, app), 'GET', '/ps');
   const shown = { ...s, port: ready.port, url: `http://127.0.0.1:${ready.port}`, failed: ready.failed, ...(ready.releasePhaseFailed !== undefined && { releasePhaseFailed: ready.releasePhaseFailed }) };
   if (ready.failed.length) {
-    // Not "up": say which dynos failed and why (their last platform lines), and exit non-zero.
-    const why = readLog(g.home, app).filter((l) => l.source === 'slipway' && ready.failed.includes(l.dyno)).slice(-6).map(formatLine);
+    // Not "up": say which dynos failed and why (their last lines, the app's own and the platform's), and exit non-zero.
+    const why = readLog(g.home, app).filter((l) => ready.failed.includes(l.dyno)).slice(-10).map(formatLine);
     const err = new SlipwayError(`${app} did not come up: ${ready.failed.join(', ')} failed to boot or crashed at once (the supervisor keeps restarting them)\n${why.join('\n')}`, {
       hint: `slipway logs ${app}; slipway stop ${app}`,
     });
@@ -254,7 +254,7 @@ export function registerDynoCommands(program: Command, globals: () => Globals): 
       if (up) await stopApp(g.home, app);
       // Then what no supervisor looks after any more: dynos of one that was killed.
       const orphans = await reapOrphanDynos(g.home, app);
-      if (!up && orphans.length === 0) throw new NotUpError();
+      if (!up && orphans.length === 0) throw new NotUpError(app, 'nothing to stop: no supervisor and no dyno of it runs here');
       print(g, { app, stopped: true, orphans }, `${app} stopped${orphans.length ? ` (removed ${orphans.length} orphaned dyno(s): ${orphans.join(', ')})` : ''}`);
     });
 

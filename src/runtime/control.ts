@@ -6,7 +6,7 @@
 import { existsSync, unlinkSync } from 'node:fs';
 import { chmod } from 'node:fs/promises';
 import { createServer, request, type Server } from 'node:http';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { SlipwayError } from '../errors.js';
 import { checkFormation } from '../release/formation.js';
 import type { Supervisor } from './supervisor.js';
@@ -55,8 +55,8 @@ export async function serveControl(path: string, sup: Supervisor, onStop: () => 
 
 /** No supervisor answers for the app on this host. */
 export class NotUpError extends SlipwayError {
-  constructor() {
-    super('the app is not up on this host', { hint: 'slipway up APP' });
+  constructor(app: string, hint = `slipway up ${app}`) {
+    super(`${app} is not up on this host`, { hint });
     this.name = 'NotUpError';
   }
 }
@@ -87,7 +87,7 @@ export function callControl<T = unknown>(path: string, method: 'GET' | 'POST', u
       });
     });
     req.on('error', (err: NodeJS.ErrnoException) => {
-      reject(err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? new NotUpError() : err);
+      reject(err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? new NotUpError(basename(path, '.sock')) : err);
     });
     req.end(body ? JSON.stringify(body) : undefined);
   });
