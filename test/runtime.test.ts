@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -188,6 +188,10 @@ describe('container isolation (each would fail without its protection)', () => {
     // It does run: the host sees it.
     expect(spawnSync('sh', ['-c', "cat /proc/*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -c 'secret-marke[r]'"], { encoding: 'utf8' }).stdout.trim()).not.toBe('0');
     expect(r.out).toMatch(/No such file or directory/);
+    // Bundles hold the config vars and are reachable through /run/slipway's view: root's to read.
+    const configs = readdirSync(join(h, 'dynos')).map((d) => join(h, 'dynos', d, 'config.json')).filter((f) => existsSync(f));
+    expect(configs.length).toBeGreaterThan(0);
+    for (const f of configs) expect((statSync(f).mode & 0o777).toString(8)).toBe('600');
     await ok(slipway(h, ['stop', 'other']));
   });
 });

@@ -149,7 +149,7 @@ export class ContainerBuildRuntime implements BuildRuntime {
 async function runContainer(rt: OciRuntime, work: string, id: string, config: object, onLine: (l: string) => void, captureStdout: boolean): Promise<StepResult> {
   const bundle = join(work, id);
   await mkdir(bundle, { recursive: true });
-  await writeFile(join(bundle, 'config.json'), JSON.stringify(config));
+  await writeFile(join(bundle, 'config.json'), JSON.stringify(config), { mode: 0o600 }); // holds the build's env
   try {
     const lines: string[] = [];
     const r = await spawnStep(rt.name, ['--root', rt.root, 'run', '--bundle', bundle, id], {

@@ -319,7 +319,8 @@ export class ContainerRuntime implements DynoRuntime {
       limits: this.rt.cgroups === 'runtime' ? this.limits : undefined,
       annotations: dynoAnnotations(spec.app),
     });
-    writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+    // 0600: it holds the config vars, and the bundle is reachable through /run/slipway's host view.
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(config), { mode: 0o600 });
     const cg = this.rt.cgroups === 'slipway' && this.limits ? await DynoCgroup.create(id, this.limits) : undefined;
     // runc's foreground `run` attaches a terminal to its own stdio; crun sends it to a console socket.
     const terminal = io.stdio === 'tty' && this.rt.name === 'crun' ? await ConsoleAttach.start(id) : undefined;
